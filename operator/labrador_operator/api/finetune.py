@@ -1,0 +1,347 @@
+"""FineTuneJob: torchrun trains a student model in phases (knowledge, then skills) and evaluates it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from labrador_operator.api.common import (
+    DNS_LABEL,
+    IMMUTABLE,
+    REL_PATH_MESSAGE,
+    REL_PATH_RULE,
+    ApiModel,
+    BaseResources,
+    Condition,
+    EndpointSource,
+    LocalObjectReference,
+    ModelSource,
+    RunPolicy,
+    ShortString,
+    StatusModel,
+    Usage,
+    Workspace,
+    cel,
+    object_field,
+    validations,
+)
+
+KIND = "FineTuneJob"
+PLURAL = "finetunejobs"
+SHORT_NAMES = ["ftj", "ft"]
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    WAITING = "Waiting"
+    RUNNING = "Running"
+    EVALUATING = "Evaluating"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+class ConditionType(StrEnum):
+    DATA_READY = "DataReady"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    READY = "Ready"  # the tuned model is available
+    FAILED = "Failed"
+
+
+class Reason(StrEnum):
+    WAITING_FOR_DATA = "WaitingForSyntheticData"
+    DATA_NOT_FOUND = "SyntheticDataJobNotFound"
+    DATA_FAILED = "SyntheticDataJobFailed"
+    DATA_READY = "DataReady"
+    TRAINING = "Training"
+    EVALUATING = "Evaluating"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    USER_ERROR = "UserError"
+
+
+Dataset = Literal["knowledge", "skills"]
+
+
+class TrainingPhase(ApiModel):
+    """One training phase. The next phase starts from this one's selected checkpoint."""
+
+    name: str = Field(
+        description="Phase name, unique in the job (used in child names).",
+        min_length=1,
+        max_length=20,
+        pattern=DNS_LABEL,
+    )
+    dataset: Dataset = Field(description="Which data set to train on: knowledge or skills.")
+    epochs: int = Field(default=1, ge=1, le=1000, description="Passes over the data set.")
+    learning_rate: float = Field(default=2e-5, gt=0, le=1, description="Peak learning rate of AdamW.")
+    effective_batch_size: int = Field(
+        default=128,
+        ge=1,
+        le=1_000_000,
+        description="Samples per optimizer step over all GPUs (gradient accumulation fills the gap).",
+    )
+    warmup_steps: int = Field(default=25, ge=0, le=1_000_000, description="Linear warmup, in optimizer steps.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
+        default="cosine", description="Learning-rate schedule after warmup."
+    )
+
+
+def instructlab_phases() -> list[TrainingPhase]:
+    """The InstructLab recipe: knowledge 7 epochs at 2e-5 (batch 128), then skills 10 epochs at 6e-6 (3840)."""
+    return [
+        TrainingPhase(name="knowledge", dataset="knowledge", epochs=7, learning_rate=2e-5, effective_batch_size=128),
+        TrainingPhase(name="skills", dataset="skills", epochs=10, learning_rate=6e-6, effective_batch_size=3840),
+    ]
+
+
+class DataSource(ApiModel):
+    """Training data: the outputs of a SyntheticDataJob, or explicit files on the workspace."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "has(self.syntheticDataJobRef) != (has(self.knowledgePath) || has(self.skillsPath))",
+                "set either spec.data.syntheticDataJobRef or spec.data.knowledgePath/skillsPath, not both "
+                "and not neither",
+                reason="FieldValueInvalid",
+            ),
+        )
+    }
+
+    synthetic_data_job_ref: LocalObjectReference | None = Field(
+        default=None, description="Wait for this SyntheticDataJob and train on its outputs."
+    )
+    knowledge_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Knowledge-phase messages JSONL, relative to the workspace.",
+        json_schema_extra=validations(cel(REL_PATH_RULE, REL_PATH_MESSAGE)),
+    )
+    skills_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Skills-phase messages JSONL, relative to the workspace.",
+        json_schema_extra=validations(cel(REL_PATH_RULE, REL_PATH_MESSAGE)),
+    )
+
+    @model_validator(mode="after")
+    def _ref_xor_paths(self) -> DataSource:
+        paths = self.knowledge_path is not None or self.skills_path is not None
+        if (self.synthetic_data_job_ref is not None) == paths:
+            raise ValueError("set either spec.data.syntheticDataJobRef or spec.data.knowledgePath/skillsPath")
+        return self
+
+
+class Lora(ApiModel):
+    """Train low-rank adapters instead of all weights (peft)."""
+
+    rank: int = Field(default=16, ge=1, le=1024, description="Adapter rank r.")
+    alpha: int = Field(default=32, ge=1, le=4096, description="Scaling alpha.")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on adapter inputs.")
+    target_modules: list[ShortString] | None = Field(
+        default=None, max_length=64, description="Module names to adapt (default: all linear projections)."
+    )
+
+
+class Fsdp(ApiModel):
+    """Fully sharded data parallel settings, used when more than one process trains."""
+
+    sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"] = Field(
+        default="FULL_SHARD", description="How parameters, gradients and optimizer state are sharded."
+    )
+    cpu_offload: bool = Field(default=False, description="Offload parameters to host memory.")
+
+
+class Training(ApiModel):
+    """Settings shared by every phase."""
+
+    max_seq_len: int = Field(
+        default=4096,
+        ge=32,
+        le=1_048_576,
+        description="Longest sample in tokens; longer samples are dropped and counted.",
+    )
+    max_batch_len: int = Field(
+        default=20_000,
+        ge=64,
+        le=10_000_000,
+        description="Token budget per GPU per micro-batch for padding-free packing.",
+    )
+    lora: Lora | None = Field(default=None, description="Set to train LoRA adapters instead of all weights.")
+    fsdp: Fsdp = object_field(Fsdp, "FSDP settings (multi-process runs).")
+    checkpoint_every: int = Field(
+        default=0,
+        ge=0,
+        le=100_000_000,
+        description="Save an HF checkpoint every this many samples (0: at phase end only).",
+    )
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed for data order and initialisation.")
+    dtype: Literal["bfloat16", "float16", "float32"] = Field(default="bfloat16", description="Training precision.")
+    gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
+
+
+class TrainingResources(BaseResources):
+    """Resources of a training phase: nodes × GPUs per node, one pod per node."""
+
+    nodes: int = Field(default=1, ge=1, le=512, description="Pods (nodes) per phase; torchrun --nnodes.")
+    gpus_per_node: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="nvidia.com/gpu per pod and processes per pod (torchrun "
+        "--nproc-per-node); 0 trains on CPU with one process.",
+    )
+
+
+class Judge(ApiModel):
+    """A judge for answer scoring: a model served in the evaluation pod, or an endpoint. Exactly one."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "has(self.model) != has(self.endpoint)",
+                "exactly one of spec.evaluation.judge.model or spec.evaluation.judge.endpoint must be set",
+                reason="FieldValueInvalid",
+            ),
+        )
+    }
+
+    model: ModelSource | None = Field(default=None, description="Judge weights, served by vLLM in the pod.")
+    endpoint: EndpointSource | None = Field(default=None, description="An OpenAI-compatible endpoint.")
+
+
+class Evaluation(ApiModel):
+    """Evaluation of base vs tuned, also used to pick each phase's best checkpoint."""
+
+    enabled: bool = Field(default=True, description="Run the evaluation Job after training.")
+    checkpoint_selection: Literal["final", "best"] = Field(
+        default="final",
+        description="Which checkpoint of a phase the next phase (and the output) starts from: the last one, or the "
+        "one the evaluation scores best.",
+    )
+    judge: Judge | None = Field(default=None, description="Judge for answer scoring (default: no judged scores).")
+    max_questions: int = Field(default=200, ge=1, le=100_000, description="Questions per measure.")
+
+
+class Output(ApiModel):
+    path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Directory for the final model, relative to the workspace (default models/<namespace>/<name>).",
+        json_schema_extra=validations(cel(REL_PATH_RULE, REL_PATH_MESSAGE)),
+    )
+
+
+class FineTuneJobSpec(ApiModel):
+    """What to train, on what, how, and where the result goes."""
+
+    model: ModelSource = Field(description="The student model to fine-tune.", json_schema_extra=validations(IMMUTABLE))
+    data: DataSource = Field(description="Training data.", json_schema_extra=validations(IMMUTABLE))
+    phases: list[TrainingPhase] = Field(
+        default_factory=instructlab_phases,
+        min_length=1,
+        max_length=8,
+        description="Phases in order (default: the InstructLab recipe, knowledge then skills).",
+        json_schema_extra={
+            "default": [p.wire() for p in instructlab_phases()],
+            **validations(cel("self.all(p, self.exists_one(q, q.name == p.name))", "phase names must be unique")),
+        },
+    )
+    training: Training = object_field(Training, "Settings shared by every phase.")
+    resources: TrainingResources = object_field(TrainingResources, "Nodes, GPUs and placement of each phase.")
+    evaluation: Evaluation = object_field(Evaluation, "Evaluation of base vs tuned.")
+    output: Output = object_field(Output, "Where the final model goes.")
+    run_policy: RunPolicy = object_field(RunPolicy, "Retries, deadlines, cleanup, suspension and queueing.")
+    workspace: Workspace = object_field(Workspace, "Volume for data, checkpoints and the model.")
+
+    @model_validator(mode="after")
+    def _unique_phases(self) -> FineTuneJobSpec:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError("phase names must be unique")
+        return self
+
+
+class PhaseStatus(StatusModel):
+    name: str = Field(description="Phase name.", max_length=63)
+    state: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(description="Phase state.")
+    start_time: datetime | None = Field(default=None, description="When the phase's pods started.")
+    completion_time: datetime | None = Field(default=None, description="When the phase finished.")
+    final_loss: float | None = Field(default=None, description="Training loss at the end of the phase.")
+    checkpoints: list[str] | None = Field(default=None, max_length=100, description="Saved HF checkpoints.")
+    best_checkpoint: str | None = Field(default=None, max_length=1024, description="Selected checkpoint.")
+    gpu_seconds: float | None = Field(default=None, ge=0, description="GPU-seconds used by the phase.")
+    tokens: int | None = Field(default=None, ge=0, description="Tokens trained on in the phase.")
+
+
+class Progress(StatusModel):
+    percent: int | None = Field(default=None, ge=0, le=100, description="Steps done over all phases, in %.")
+    step: int | None = Field(default=None, ge=0, description="Optimizer step in the current phase.")
+    total_steps: int | None = Field(default=None, ge=0, description="Optimizer steps of the current phase.")
+    epoch: float | None = Field(default=None, ge=0, description="Epoch (fractional) in the current phase.")
+    loss: float | None = Field(default=None, description="Latest training loss.")
+    learning_rate: float | None = Field(default=None, ge=0, description="Current learning rate.")
+    tokens_per_second: float | None = Field(default=None, ge=0, description="Training tokens/s over all GPUs.")
+    eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left in the job.")
+    eta: str | None = Field(default=None, max_length=32, description="eta_seconds in human form.")
+    updated: datetime | None = Field(default=None, description="When progress was last sampled.")
+
+
+class EvaluationSummary(StatusModel):
+    report: str | None = Field(default=None, max_length=1024, description="JSON report (workspace path).")
+    base_score: float | None = Field(default=None, description="Aggregate score of the base model.")
+    tuned_score: float | None = Field(default=None, description="Aggregate score of the tuned model.")
+    forgetting_delta: float | None = Field(
+        default=None, description="Tuned − base on material the run did not train on."
+    )
+
+
+class Outputs(StatusModel):
+    model: str | None = Field(default=None, max_length=1024, description="Final model directory (workspace path).")
+    evaluation: EvaluationSummary | None = Field(default=None, description="Evaluation results.")
+
+
+class FineTuneJobStatus(StatusModel):
+    phase: Phase | None = Field(
+        default=None, description="Pending, Waiting, Running, Evaluating, Succeeded, Failed or Suspended."
+    )
+    observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
+    current_phase: str | None = Field(default=None, max_length=63, description="Training phase running now.")
+    phases: list[PhaseStatus] | None = Field(default=None, max_length=8, description="Per-phase state.")
+    progress: Progress | None = Field(default=None, description="Live progress; absent when unknown.")
+    restarts: int | None = Field(default=None, ge=0, description="Pod restarts over all phases.")
+    outputs: Outputs | None = Field(default=None, description="Model and evaluation.")
+    usage: Usage | None = Field(default=None, description="GPU-seconds and tokens over all phases.")
+    start_time: datetime | None = Field(default=None, description="When training started.")
+    completion_time: datetime | None = Field(default=None, description="When the job finished.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        max_length=16,
+        description="DataReady, Running, Suspended, Ready, Failed.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class FineTuneJob(ApiModel):
+    """Trains a student model in phases with torchrun and evaluates it against the base model."""
+
+    spec: FineTuneJobSpec
+    status: FineTuneJobStatus | None = None
+
+
+PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Stage", "type": "string", "jsonPath": ".status.currentPhase"},
+    {"name": "Progress", "type": "integer", "jsonPath": ".status.progress.percent", "description": "Percent done"},
+    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss", "priority": 1},
+    {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]

@@ -1,0 +1,23 @@
+"""Names shared by the API, the builders and the handlers: group, labels, annotations, condition types."""
+
+from __future__ import annotations
+
+API_GROUP = "labrador.dev"
+API_VERSION = "v1alpha1"
+CATEGORY = "labrador"
+
+# Labels on every child.
+LABEL_KIND = f"{API_GROUP}/kind"
+LABEL_NAME = f"{API_GROUP}/name"
+LABEL_PHASE = f"{API_GROUP}/phase"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "labrador-operator"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+# kopf bookkeeping lives under our own prefix.
+FINALIZER = f"{API_GROUP}/finalizer"
+ANNOTATION_PREFIX = API_GROUP
+
+# Resource names.
+WORKSPACE_MOUNT = "/workspace"
+GPU_RESOURCE = "nvidia.com/gpu"
