@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Labrador's local control plane: real etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.
+
+Everything listens on loopback. Certificates are made with openssl, clients authenticate with static tokens,
+RBAC is on, service-account tokens are signed with a generated key pair. kwok plays the kubelet for fake GPU nodes
+(``nvidia.com/gpu: 8`` and a ``nvidia.com/gpu`` NoSchedule taint) and drives pods through hack/kwok-stages.yaml.
+
+    python hack/cluster.py up   [--dir .cluster] [--nodes 2]   # start, print the kubeconfig path
+    python hack/cluster.py down [--dir .cluster]                # stop everything started by `up`
+    python hack/cluster.py env  [--dir .cluster]                # print `export KUBECONFIG=...` and PATH
+
+Binaries come from hack/build-control-plane.sh (built once, cached under ~/.cache/labrador/bin/). The pytest
+fixture in tests/conftest.py imports this module and calls :func:`start` / :meth:`Cluster.stop`.
+Only the Python standard library is used, so it runs before any virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HACK = Path(__file__).resolve().parent
+ROOT = HACK.parent
+ADMIN_TOKEN_FILE = "admin.token"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def build_binaries(env: dict[str, str] | None = None) -> Path:
+    """Build or reuse the pinned binaries; return the directory that holds them all."""
+    out = subprocess.run(
+        ["bash", str(HACK / "build-control-plane.sh")],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(pki: Path) -> None:
+    """CA, apiserver serving cert (127.0.0.1/localhost), service-account key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    if (pki / "apiserver.crt").exists():
+        return
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=labrador-local-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        cwd=pki,
+    )
+    (pki / "apiserver.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+        cwd=pki,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "apiserver.crt",
+        "-days",
+        "3650",
+        "-extfile",
+        "apiserver.ext",
+        cwd=pki,
+    )
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = "admin") -> None:
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "labrador-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "labrador-local", "context": {"cluster": "labrador-local", "user": user}}],
+        "current-context": "labrador-local",
+    }
+    path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML; no PyYAML needed here
+
+
+def fake_gpu_node(name: str, gpus: int = 8) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                "nvidia.com/gpu.present": "true",
+                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+            },
+        },
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
+        "status": {
+            "allocatable": {"cpu": "64", "memory": "1Ti", "pods": "250", "nvidia.com/gpu": str(gpus)},
+            "capacity": {"cpu": "64", "memory": "1Ti", "pods": "250", "nvidia.com/gpu": str(gpus)},
+        },
+    }
+
+
+@dataclass
+class Cluster:
+    dir: Path
+    bin_dir: Path
+    server: str
+    kubeconfig: Path
+    token: str
+    ca: Path
+    pids: dict[str, int] = field(default_factory=dict)
+
+    # --- small REST client (stdlib only) ---------------------------------------------------------------------
+    def request(self, method: str, path: str, body: dict | None = None, ok: tuple[int, ...] = (200, 201)) -> dict:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return json.loads(e.read() or b"{}")
+            raise RuntimeError(f"{method} {path}: {e.code} {e.read().decode(errors='replace')[:500]}") from e
+
+    def add_gpu_nodes(self, count: int, prefix: str = "gpu-node", gpus: int = 8) -> list[str]:
+        names = []
+        for i in range(count):
+            name = f"{prefix}-{i}"
+            self.request("POST", "/api/v1/nodes", fake_gpu_node(name, gpus), ok=(200, 201, 409))
+            names.append(name)
+        return names
+
+    def wait_nodes_ready(self, names: list[str], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            nodes = self.request("GET", "/api/v1/nodes")["items"]
+            ready = {
+                n["metadata"]["name"]
+                for n in nodes
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])
+                )
+            }
+            if set(names) <= ready:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nodes not Ready after {timeout}s: {sorted(set(names) - ready)}")
+            time.sleep(0.3)
+
+    def env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def stop(self) -> None:
+        stop_dir(self.dir)
+
+
+def _spawn(name: str, argv: list[str], d: Path, env: dict[str, str] | None = None) -> int:
+    log = open(d / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+    p = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+    )
+    (d / "pids" / f"{name}.pid").write_text(str(p.pid))
+    return p.pid
+
+
+def _wait_http(url: str, ca: Path | None, token: str | None, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
+    last = ""
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(url)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception as e:
+            last = str(e)
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise TimeoutError(f"{what} not healthy after {timeout}s ({last})\n--- {log.name} ---\n{tail}")
+
+
+def start(d: Path, nodes: int = 2, bin_dir: Path | None = None, kwok_cidr: str = "127.1.0.0/16") -> Cluster:
+    """Start the control plane in directory ``d`` (state, logs, pids, kubeconfig) and register ``nodes`` GPU nodes."""
+    d = d.resolve()
+    stop_dir(d)
+    bin_dir = bin_dir or build_binaries()
+    for sub in ("logs", "pids", "pki", "etcd"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    pki = d / "pki"
+    make_pki(pki)
+    token_file = d / ADMIN_TOKEN_FILE
+    if not token_file.exists():
+        token_file.write_text(os.urandom(24).hex())
+    token = token_file.read_text().strip()
+    (d / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+
+    etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+    server = f"https://127.0.0.1:{api_port}"
+    kubeconfig = d / "kubeconfig"
+    write_kubeconfig(kubeconfig, server, pki / "ca.crt", token)
+    b = bin_dir
+
+    _spawn(
+        "etcd",
+        [
+            str(b / "etcd"),
+            "--data-dir",
+            str(d / "etcd"),
+            "--name",
+            "labrador",
+            "--listen-client-urls",
+            f"http://127.0.0.1:{etcd_port}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{etcd_port}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{etcd_peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{etcd_peer}",
+            "--initial-cluster",
+            f"labrador=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes",
+            str(4 * 1024**3),
+            "--log-level",
+            "warn",
+        ],
+        d,
+    )
+    _wait_http(f"http://127.0.0.1:{etcd_port}/health", None, None, 30, "etcd", d / "logs" / "etcd.log")
+
+    _spawn(
+        "kube-apiserver",
+        [
+            str(b / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--secure-port={api_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={d / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--max-requests-inflight=1600",
+            "--max-mutating-requests-inflight=800",
+            "--v=0",
+        ],
+        d,
+    )
+    _wait_http(f"{server}/readyz", pki / "ca.crt", token, 90, "kube-apiserver", d / "logs" / "kube-apiserver.log")
+
+    _spawn(
+        "kube-controller-manager",
+        [
+            str(b / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=false",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle",
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
+            "--concurrent-job-syncs=20",
+            "--concurrent-gc-syncs=40",
+            "--node-monitor-grace-period=120s",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            "--v=0",
+        ],
+        d,
+    )
+    _spawn(
+        "kube-scheduler",
+        [
+            str(b / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            "--v=0",
+        ],
+        d,
+    )
+    _spawn(
+        "kwok",
+        [
+            str(b / "kwok"),
+            f"--kubeconfig={kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=127.0.0.1",
+            f"--cidr={kwok_cidr}",
+            f"--config={HACK / 'kwok-stages.yaml'}",
+            f"--server-address=127.0.0.1:{free_port()}",
+        ],
+        d,
+    )
+
+    c = Cluster(dir=d, bin_dir=b, server=server, kubeconfig=kubeconfig, token=token, ca=pki / "ca.crt")
+    # The namespace controller and service-account controller must be up before tests create pods.
+    deadline = time.monotonic() + 60
+    while True:
+        sa = c.request("GET", "/api/v1/namespaces/default/serviceaccounts", ok=(200, 404))
+        if sa.get("items"):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("kube-controller-manager did not create the default ServiceAccount")
+        time.sleep(0.3)
+    if nodes:
+        c.wait_nodes_ready(c.add_gpu_nodes(nodes))
+    (d / "cluster.json").write_text(
+        json.dumps(
+            {
+                "server": server,
+                "kubeconfig": str(kubeconfig),
+                "bin_dir": str(b),
+                "ca": str(c.ca),
+            }
+        )
+    )
+    return c
+
+
+def load(d: Path) -> Cluster:
+    d = d.resolve()
+    info = json.loads((d / "cluster.json").read_text())
+    return Cluster(
+        dir=d,
+        bin_dir=Path(info["bin_dir"]),
+        server=info["server"],
+        kubeconfig=Path(info["kubeconfig"]),
+        token=(d / ADMIN_TOKEN_FILE).read_text().strip(),
+        ca=Path(info["ca"]),
+    )
+
+
+def stop_dir(d: Path) -> None:
+    """Stop every process whose pid file is in ``d/pids`` (reverse start order), then forget the state."""
+    pids = d / "pids"
+    if not pids.exists():
+        return
+    for name in reversed(COMPONENTS + tuple(p.stem for p in pids.glob("*.pid") if p.stem not in COMPONENTS)):
+        f = pids / f"{name}.pid"
+        if not f.exists():
+            continue
+        pid = int(f.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            f.unlink()
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+                os.waitpid(pid, os.WNOHANG)
+            except (ProcessLookupError, ChildProcessError):
+                break
+            time.sleep(0.05)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        f.unlink(missing_ok=True)
+    for f in ("cluster.json",):
+        (d / f).unlink(missing_ok=True)
+    shutil.rmtree(d / "etcd", ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["up", "down", "env"])
+    p.add_argument("--dir", type=Path, default=Path(os.environ.get("LABRADOR_CLUSTER_DIR", ROOT / ".cluster")))
+    p.add_argument("--nodes", type=int, default=2, help="fake GPU nodes (8 GPUs each)")
+    a = p.parse_args()
+    if a.command == "up":
+        t0 = time.monotonic()
+        c = start(a.dir, nodes=a.nodes)
+        print(f"control plane up in {time.monotonic() - t0:.1f}s: {c.server}", file=sys.stderr)
+        print(f"export KUBECONFIG={c.kubeconfig} PATH={c.bin_dir}:$PATH")
+    elif a.command == "down":
+        stop_dir(a.dir.resolve())
+    else:
+        c = load(a.dir)
+        print(f"export KUBECONFIG={c.kubeconfig} PATH={c.bin_dir}:$PATH")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
