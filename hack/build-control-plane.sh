@@ -29,8 +29,8 @@ fi
 k8s_dir="$LABRADOR_CACHE/bin/kubernetes-v$K8S"
 etcd_dir="$LABRADOR_CACHE/bin/etcd-v$ETCD_VERSION"
 kwok_dir="$LABRADOR_CACHE/bin/kwok-v$KWOK_VERSION"
-helm_dir="$LABRADOR_CACHE/bin/helm-v$HELM_VERSION"
-out_dir="$LABRADOR_CACHE/bin/set-k8s-v$K8S-etcd-v$ETCD_VERSION-kwok-v$KWOK_VERSION-helm-v$HELM_VERSION"
+helm_dir="$LABRADOR_CACHE/bin/helm-v$HELM_VERSION-k8s1.$HELM_K8S_MINOR"
+out_dir="$LABRADOR_CACHE/bin/set-k8s-v$K8S-etcd-v$ETCD_VERSION-kwok-v$KWOK_VERSION-helm-v$HELM_VERSION-k8s1.$HELM_K8S_MINOR"
 src="$LABRADOR_CACHE/src"
 mkdir -p "$src"
 
@@ -89,7 +89,9 @@ build_k8s
 build_go_install kwok "$kwok_dir" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION"
 build_go_install helm "$helm_dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" \
-  "-X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION"
+  "-X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION \
+   -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR \
+   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR"
 
 mkdir -p "$out_dir"
 for f in "$k8s_dir"/* "$etcd_dir/etcd" "$kwok_dir/kwok" "$helm_dir/helm"; do ln -sfn "$f" "$out_dir/$(basename "$f")"; done

@@ -4,4 +4,6 @@
 : "${ETCD_VERSION:=}"
 : "${KWOK_VERSION:=0.8.0}"
 : "${HELM_VERSION:=3.19.0}"
+# Kubernetes minor that helm v3.19 is built against (its default for `helm template` and lint).
+: "${HELM_K8S_MINOR:=34}"
 LABRADOR_CACHE="${LABRADOR_CACHE:-$HOME/.cache/labrador}"

@@ -1,0 +1,74 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "labrador.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-scoped full name. */}}
+{{- define "labrador.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "labrador.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "labrador.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: labrador
+{{- end -}}
+
+{{- define "labrador.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "labrador.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "labrador.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "labrador.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "labrador.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "labrador.workloadImage" -}}
+{{- printf "%s:%s" .Values.workloadImage.repository (default .Chart.AppVersion .Values.workloadImage.tag) -}}
+{{- end -}}
+
+{{/* Rules the operator needs in every namespace it watches. Nothing more: no Secret access at all. */}}
+{{- define "labrador.namespacedRules" -}}
+- apiGroups: ["labrador.dev"]
+  resources: ["taxonomies", "syntheticdatajobs", "finetunejobs"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["labrador.dev"]
+  resources: ["taxonomies/status", "syntheticdatajobs/status", "finetunejobs/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["labrador.dev"]
+  resources: ["taxonomies/finalizers", "syntheticdatajobs/finalizers", "finetunejobs/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end -}}

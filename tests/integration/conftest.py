@@ -1,0 +1,157 @@
+"""The real control plane for integration tests: one per session, the chart installed once, a namespace per test.
+
+Nothing here talks to the user's cluster: every kubectl/helm call gets the test kubeconfig explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def _load_cluster_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("labrador_hack_cluster", ROOT / "hack" / "cluster.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cluster_mod = _load_cluster_module()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass
+class Kube:
+    """kubectl and helm bound to one test control plane."""
+
+    cluster: Any  # hack/cluster.py Cluster
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.cluster.env(),
+            "HELM_CACHE_HOME": str(self.cluster.dir / "helm" / "cache"),
+            "HELM_CONFIG_HOME": str(self.cluster.dir / "helm" / "config"),
+            "HELM_DATA_HOME": str(self.cluster.dir / "helm" / "data"),
+        }
+
+    def run(
+        self, tool: str, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.cluster.bin_dir / tool), *args]
+        if tool == "kubectl":
+            argv.insert(1, f"--kubeconfig={self.cluster.kubeconfig}")
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, **kw)
+
+    def helm(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", f"--kubeconfig={self.cluster.kubeconfig}", *args, **kw)
+
+    def apply(
+        self, obj: dict[str, Any] | list[dict[str, Any]], namespace: str, *extra: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        docs = obj if isinstance(obj, list) else [obj]
+        return self.kubectl("apply", "-n", namespace, *extra, "-f", "-", input=yaml.safe_dump_all(docs), check=check)
+
+    def get(self, resource: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        ns = ["-n", namespace] if namespace else []
+        return json.loads(self.kubectl("get", resource, name, *ns, "-o", "json").stdout)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.25, what: str = "") -> Any:
+    """Poll until predicate() is truthy; fail with ``what`` (and the last value) at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    return cluster_mod.build_binaries()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[Any]:
+    """One real control plane for the whole session (etcd, apiserver, controller-manager, scheduler, kwok)."""
+    c = cluster_mod.start(tmp_path_factory.mktemp("cluster"), nodes=2, bin_dir=bin_dir)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Any) -> Kube:
+    return Kube(cluster)
+
+
+RELEASE = "labrador"
+RELEASE_NS = "labrador-system"
+
+
+@pytest.fixture(scope="session")
+def installed(kube: Kube) -> Kube:
+    """The chart installed once (CRDs, RBAC, operator Deployment), CRDs established."""
+    kube.helm(
+        "install",
+        RELEASE,
+        str(ROOT / "charts" / "labrador"),
+        "-n",
+        RELEASE_NS,
+        "--create-namespace",
+        "--wait=false",
+        timeout=180,
+    )
+    for crd in ("taxonomies", "syntheticdatajobs", "finetunejobs"):
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.labrador.dev", "--timeout=60s")
+    return kube
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: kube.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+        timeout=30,
+        what="default ServiceAccount",
+    )
+    try:
+        yield name
+    finally:
+        kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
