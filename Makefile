@@ -29,6 +29,7 @@ test-integration: install controlplane ## real kube-apiserver + controllers + kw
 
 lint: install ## ruff, import layering, CRD drift
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m labrador_operator.api.crdgen --check
 

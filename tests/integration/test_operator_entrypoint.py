@@ -31,6 +31,7 @@ def test_operator_serves_probe_and_metrics_and_exits_on_sigterm(installed: Kube,
         stderr=subprocess.STDOUT,
     )
     try:
+
         def healthy() -> bool:
             assert proc.poll() is None, (tmp_path / "operator.log").read_text()
             return _get(f"http://127.0.0.1:{health}/healthz") == 200
