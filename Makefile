@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
-export K8S_VERSION ?= 1.34.1
+export K8S_VERSION ?= 1.34.4
 CLUSTER_DIR ?= .cluster
 
 .PHONY: help install controlplane test test-unit test-integration lint crds crds-check chart-lint \

@@ -331,7 +331,7 @@ def start(d: Path, nodes: int = 2, bin_dir: Path | None = None, kwok_cidr: str =
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle",
+            "--controllers=*",
             "--kube-api-qps=500",
             "--kube-api-burst=1000",
             "--concurrent-job-syncs=20",

@@ -1,6 +1,6 @@
 # Pinned versions of the local control plane. Sourced by hack/*.sh and read by tests/conftest.py.
 # K8S_VERSION may be given as 1.34.1, v1.34.1 or 1.37.x (x = newest patch the Go module proxy serves).
-: "${K8S_VERSION:=1.34.1}"
+: "${K8S_VERSION:=1.34.4}"
 : "${ETCD_VERSION:=}"
 : "${KWOK_VERSION:=0.8.0}"
 : "${HELM_VERSION:=3.19.0}"

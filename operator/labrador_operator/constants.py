@@ -17,6 +17,7 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # kopf bookkeeping lives under our own prefix.
 FINALIZER = f"{API_GROUP}/finalizer"
 ANNOTATION_PREFIX = API_GROUP
+ANNOTATION_OWNER = f"{API_GROUP}/owner-name"
 
 # Resource names.
 WORKSPACE_MOUNT = "/workspace"

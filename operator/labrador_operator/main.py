@@ -1,37 +1,21 @@
 """`labrador-operator`: runs kopf with Labrador's settings against the current kubeconfig or in-cluster config.
 
-The reconcilers (Taxonomy, SyntheticDataJob, FineTuneJob) are registered by importing
-``labrador_operator.handlers``; until they exist the operator starts, serves its probes and metrics, and watches
-nothing. The chart's Deployment runs this same command.
+The handlers are registered by importing ``labrador_operator.handlers`` (tests run that module with
+``kopf.testing.KopfRunner``). The chart's Deployment runs this same command.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import logging
-from typing import Any
 
 import kopf
 import prometheus_client
 
-from labrador_operator.constants import API_GROUP
+import labrador_operator.handlers  # noqa: F401 - registers every handler
 
 log = logging.getLogger("labrador")
-
-
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Every kopf setting in one place."""
-    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
-    settings.posting.level = logging.WARNING  # only warnings and errors become k8s Events from logs
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 60
-    settings.peering.standalone = True
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,8 +32,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if importlib.util.find_spec("labrador_operator.handlers") is not None:
-        importlib.import_module("labrador_operator.handlers")
     if a.metrics_port:
         prometheus_client.start_http_server(a.metrics_port)
     asyncio.run(

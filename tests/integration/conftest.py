@@ -155,3 +155,67 @@ def namespace(kube: Kube) -> Iterator[str]:
         yield name
     finally:
         kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(installed: Kube, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig for the chart's ServiceAccount: the operator runs with exactly the chart's RBAC."""
+    token = installed.kubectl("create", "token", "labrador", "-n", RELEASE_NS, "--duration=4h").stdout.strip()
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    cluster_mod.write_kubeconfig(path, installed.cluster.server, installed.cluster.ca, token, user="labrador")
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator(operator_kubeconfig: Path) -> Iterator[Any]:
+    """The operator in-process (kopf.testing.KopfRunner), as the chart's ServiceAccount, pods running ~1 s on kwok."""
+    from kopf.testing import KopfRunner
+
+    os.environ["KUBECONFIG"] = str(operator_kubeconfig)
+    os.environ.setdefault("LABRADOR_POD_ANNOTATIONS", "labrador.dev/kwok-run-duration=1s")
+    with KopfRunner(["run", "-A", "--standalone", "-m", "labrador_operator.handlers"], timeout=60) as runner:
+        time.sleep(2)  # indexes filled, watches established
+        yield runner
+    assert runner.exception is None, runner.output
+    assert "Traceback" not in runner.output, runner.output
+
+
+@pytest.fixture
+def workspace(kube: Kube, namespace: str) -> str:
+    """The workspace claim of the namespace, bound to a statically provisioned volume (no provisioner here)."""
+    pv_name = f"ws-{namespace}"
+    kube.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv_name},
+                "spec": {
+                    "capacity": {"storage": "10Gi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "storageClassName": "",
+                    "hostPath": {"path": f"/tmp/labrador-test-pv/{namespace}"},
+                    "claimRef": {"namespace": namespace, "name": "labrador-workspace"},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "labrador-workspace"},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": "",
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "10Gi"}},
+                },
+            },
+        ],
+        namespace,
+    )
+    wait_for(
+        lambda: kube.get("pvc", "labrador-workspace", namespace).get("status", {}).get("phase") == "Bound",
+        timeout=30,
+        what="workspace claim bound",
+    )
+    return "labrador-workspace"

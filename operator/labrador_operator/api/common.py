@@ -224,6 +224,19 @@ class Toleration(ApiModel):
 GPU_TOLERATION = Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
 
 
+class PodMetadata(ApiModel):
+    """Extra labels and annotations for the workload pods (sidecar opt-outs, cost labels, autoscaler hints)."""
+
+    labels: dict[str, LabelValue] | None = Field(
+        default=None,
+        description="Labels added to every pod; Labrador's own labels win on conflict.",
+        json_schema_extra={"maxProperties": 32},
+    )
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
+        default=None, description="Annotations added to every pod.", json_schema_extra={"maxProperties": 32}
+    )
+
+
 class BaseResources(ApiModel):
     """Resources and placement common to every workload pod."""
 
@@ -242,6 +255,7 @@ class BaseResources(ApiModel):
     priority_class_name: str | None = Field(
         default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="PriorityClass of the pods."
     )
+    pod_metadata: PodMetadata | None = Field(default=None, description="Extra labels and annotations for the pods.")
 
 
 class Resources(BaseResources):

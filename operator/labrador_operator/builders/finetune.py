@@ -1,0 +1,259 @@
+"""FineTuneJob children: one ConfigMap of run configs, then per phase an Indexed Job (+ headless Service when it spans
+nodes), a checkpoint-selection Job when ``checkpointSelection: best``, and a final evaluation Job.
+
+Every path is deterministic, so every config is known when the data is: phase N+1 starts from
+``<run>/<phase N>/final`` (or ``/selected`` when the best checkpoint is selected), and the last phase exports the
+model to the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from labrador_operator.api.finetune import FineTuneJobSpec, TrainingPhase
+from labrador_operator.builders import common
+from labrador_operator.builders.models import model_mount
+from labrador_operator.constants import WORKSPACE_MOUNT
+from labrador_operator.settings import Settings
+
+KIND = "FineTuneJob"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The parent object as builders need it."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    def ref(self) -> dict[str, str]:
+        return {"kind": KIND, "name": self.name, "uid": self.uid}
+
+
+@dataclass(frozen=True)
+class Data:
+    """Resolved training data: workspace-relative paths per dataset."""
+
+    knowledge: str | None
+    skills: str | None
+
+    def path(self, dataset: str) -> str | None:
+        return self.knowledge if dataset == "knowledge" else self.skills
+
+
+def config_map_name(owner: Owner) -> str:
+    return common.child_name(owner.name, "config")
+
+
+def phase_job_name(owner: Owner, phase: str) -> str:
+    return common.child_name(owner.name, phase)
+
+
+def select_job_name(owner: Owner, phase: str) -> str:
+    return common.child_name(owner.name, phase, "select")
+
+
+def evaluate_job_name(owner: Owner) -> str:
+    return common.child_name(owner.name, "evaluate")
+
+
+def run_dir(owner: Owner) -> str:
+    return f"runs/{owner.namespace}/{owner.name}"
+
+
+def output_dir(owner: Owner, spec: FineTuneJobSpec) -> str:
+    return spec.output.path or f"models/{owner.namespace}/{owner.name}"
+
+
+def phase_dir(owner: Owner, phase: str) -> str:
+    return f"{run_dir(owner)}/{phase}"
+
+
+def start_checkpoint(owner: Owner, spec: FineTuneJobSpec, index: int) -> str:
+    """Workspace path of the model phase ``index`` starts from ('' means the base model)."""
+    if index == 0:
+        return ""
+    prev = spec.phases[index - 1].name
+    leaf = "selected" if spec.evaluation.checkpoint_selection == "best" else "final"
+    return f"{phase_dir(owner, prev)}/{leaf}"
+
+
+def _ws(path: str) -> str:
+    return f"{WORKSPACE_MOUNT}/{path}"
+
+
+def phase_config(owner: Owner, spec: FineTuneJobSpec, data: Data, index: int, base_model: str) -> dict[str, Any]:
+    phase: TrainingPhase = spec.phases[index]
+    last = index == len(spec.phases) - 1
+    start = start_checkpoint(owner, spec, index)
+    data_path = data.path(phase.dataset)
+    export = last and spec.evaluation.checkpoint_selection == "final"
+    return {
+        "job": {"namespace": owner.namespace, "name": owner.name, "phase": phase.name, "phaseIndex": index},
+        "model": _ws(start) if start else base_model,
+        "data": _ws(data_path) if data_path else None,
+        "outputDir": _ws(phase_dir(owner, phase.name)),
+        "exportDir": _ws(output_dir(owner, spec)) if export else None,
+        "phase": phase.wire(),
+        "training": spec.training.wire(),
+        "nodes": spec.resources.nodes,
+        "gpusPerNode": spec.resources.gpus_per_node,
+    }
+
+
+def evaluate_config(owner: Owner, spec: FineTuneJobSpec, data: Data, base_model: str) -> dict[str, Any]:
+    last = spec.phases[-1].name
+    tuned = _ws(output_dir(owner, spec))
+    return {
+        "job": {"namespace": owner.namespace, "name": owner.name},
+        "baseModel": base_model,
+        "tunedModel": tuned,
+        "data": {k: _ws(v) for k, v in (("knowledge", data.knowledge), ("skills", data.skills)) if v},
+        "phaseDir": _ws(phase_dir(owner, last)),
+        "reportDir": _ws(f"{run_dir(owner)}/evaluation"),
+        "evaluation": spec.evaluation.wire(),
+    }
+
+
+def select_config(owner: Owner, spec: FineTuneJobSpec, data: Data, index: int) -> dict[str, Any]:
+    phase = spec.phases[index]
+    last = index == len(spec.phases) - 1
+    return {
+        "job": {"namespace": owner.namespace, "name": owner.name, "phase": phase.name},
+        "checkpointsDir": _ws(phase_dir(owner, phase.name)),
+        "selectedDir": _ws(f"{phase_dir(owner, phase.name)}/selected"),
+        "exportDir": _ws(output_dir(owner, spec)) if last else None,
+        "data": _ws(data.path(phase.dataset) or ""),
+        "evaluation": spec.evaluation.wire(),
+    }
+
+
+def build_config_map(owner: Owner, spec: FineTuneJobSpec, data: Data, settings: Settings) -> common.Manifest:
+    base = model_mount(spec.model, "base-model").path
+    files: dict[str, str] = {}
+    for i, phase in enumerate(spec.phases):
+        files[f"{phase.name}.json"] = json.dumps(phase_config(owner, spec, data, i, base), indent=1, sort_keys=True)
+        if spec.evaluation.checkpoint_selection == "best":
+            files[f"{phase.name}-select.json"] = json.dumps(
+                select_config(owner, spec, data, i), indent=1, sort_keys=True
+            )
+    if spec.evaluation.enabled:
+        files["evaluate.json"] = json.dumps(evaluate_config(owner, spec, data, base), indent=1, sort_keys=True)
+    meta = common.metadata(config_map_name(owner), owner.namespace, owner.ref(), "config")
+    return common.config_map(meta, files)
+
+
+def torchrun_argv(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> list[str]:
+    nodes, gpus = spec.resources.nodes, spec.resources.gpus_per_node
+    job = phase_job_name(owner, phase)
+    master = f"{job}-0.{job}" if nodes > 1 else "127.0.0.1"
+    return [
+        "torchrun",
+        f"--nnodes={nodes}",
+        f"--nproc-per-node={max(gpus, 1)}",
+        "--node-rank=$(JOB_COMPLETION_INDEX)",
+        f"--master-addr={master}",
+        f"--master-port={settings.rendezvous_port}",
+        "-m",
+        "labrador_trainer",
+        "train",
+        "--config",
+        f"{common.CONFIG_MOUNT}/{phase}.json",
+        f"--metrics-port={settings.metrics_port}",
+        f"--termination-log={common.TERMINATION_LOG}",
+    ]
+
+
+def _pod(
+    owner: Owner,
+    spec: FineTuneJobSpec,
+    settings: Settings,
+    command: list[str],
+    gpus: int,
+    subdomain: str | None = None,
+    with_ports: bool = True,
+) -> dict[str, Any]:
+    ports = [{"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"}] if with_ports else None
+    if with_ports and subdomain:
+        ports = [*(ports or []), {"name": "rendezvous", "containerPort": settings.rendezvous_port, "protocol": "TCP"}]
+    return common.pod_spec(
+        settings=settings,
+        command=command,
+        env=[common.env_value("LABRADOR_JOB", owner.name)],
+        resources=spec.resources,
+        gpus=gpus,
+        workspace=spec.workspace,
+        config_map=config_map_name(owner),
+        ports=ports,
+        subdomain=subdomain,
+        models=[model_mount(spec.model, "base-model")],
+    )
+
+
+def build_phase_service(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest | None:
+    """The headless Service giving ``<job>-0.<job>`` to the master of a multi-node phase (None for one node)."""
+    if spec.resources.nodes <= 1:
+        return None
+    job = phase_job_name(owner, phase)
+    meta = common.metadata(job, owner.namespace, owner.ref(), phase)
+    return common.headless_service(meta, job, settings.rendezvous_port)
+
+
+def build_phase_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest:
+    name = phase_job_name(owner, phase)
+    nodes = spec.resources.nodes
+    pod = _pod(
+        owner,
+        spec,
+        settings,
+        torchrun_argv(owner, spec, phase, settings),
+        spec.resources.gpus_per_node,
+        subdomain=name if nodes > 1 else None,
+    )
+    meta = common.metadata(name, owner.namespace, owner.ref(), phase)
+    return common.job(
+        meta=meta,
+        pod=pod,
+        settings=settings,
+        run_policy=spec.run_policy,
+        completions=nodes,
+        indexed=True,
+        resources=spec.resources,
+    )
+
+
+def build_select_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest:
+    name = select_job_name(owner, phase)
+    argv = [
+        "labrador-trainer",
+        "evaluate",
+        "--select-checkpoint",
+        "--config",
+        f"{common.CONFIG_MOUNT}/{phase}-select.json",
+        f"--termination-log={common.TERMINATION_LOG}",
+    ]
+    pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1))
+    meta = common.metadata(name, owner.namespace, owner.ref(), f"{phase}-select")
+    return common.job(meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, resources=spec.resources)
+
+
+def build_evaluate_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) -> common.Manifest:
+    name = evaluate_job_name(owner)
+    argv = [
+        "labrador-trainer",
+        "evaluate",
+        "--config",
+        f"{common.CONFIG_MOUNT}/evaluate.json",
+        f"--metrics-port={settings.metrics_port}",
+        f"--termination-log={common.TERMINATION_LOG}",
+    ]
+    pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1))
+    if spec.evaluation.judge and spec.evaluation.judge.endpoint and spec.evaluation.judge.endpoint.api_key_secret_ref:
+        ref = spec.evaluation.judge.endpoint.api_key_secret_ref
+        main = pod["containers"][0]
+        main["env"] = common.merge_by_name(main["env"], [common.env_secret("OPENAI_API_KEY", ref.name, ref.key)])
+    meta = common.metadata(name, owner.namespace, owner.ref(), "evaluate")
+    return common.job(meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, resources=spec.resources)

@@ -1,0 +1,104 @@
+"""The Kubernetes API calls the handlers make: create-or-get children, patch children and status, post Events.
+
+The kubernetes client is synchronous; kopf runs sync handlers in its thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+from labrador_operator.constants import API_GROUP, API_VERSION
+
+log = logging.getLogger("labrador.client")
+_lock = threading.Lock()
+_api: kubernetes.client.ApiClient | None = None
+
+#: children created in this process recently: the watch may not have delivered them to the indexes yet
+_recent: dict[tuple[str, str, str], float] = {}
+RECENT_SECONDS = 30.0
+
+
+def api() -> kubernetes.client.ApiClient:
+    global _api
+    with _lock:
+        if _api is None:
+            try:
+                kubernetes.config.load_incluster_config()
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+            cfg = kubernetes.client.Configuration.get_default_copy()
+            cfg.connection_pool_maxsize = 32
+            _api = kubernetes.client.ApiClient(cfg)
+        return _api
+
+
+def recently_created(kind: str, namespace: str, name: str) -> bool:
+    t = _recent.get((kind, namespace, name))
+    return t is not None and time.monotonic() - t < RECENT_SECONDS
+
+
+def create(manifest: dict[str, Any]) -> bool:
+    """Create a child; True when created, False when it already existed (409). Other errors propagate."""
+    kind, meta = manifest["kind"], manifest["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    try:
+        if kind == "Job":
+            kubernetes.client.BatchV1Api(api()).create_namespaced_job(ns, manifest)
+        elif kind == "ConfigMap":
+            kubernetes.client.CoreV1Api(api()).create_namespaced_config_map(ns, manifest)
+        elif kind == "Service":
+            kubernetes.client.CoreV1Api(api()).create_namespaced_service(ns, manifest)
+        else:
+            raise ValueError(f"unsupported child kind {kind}")
+    except ApiException as e:
+        if e.status == 409:
+            _recent[(kind, ns, name)] = time.monotonic()
+            return False
+        if (e.status == 403 and "NamespaceTerminating" in (e.body or "")) or e.status == 404:
+            log.debug("not creating %s %s/%s: the namespace is gone or being deleted", kind, ns, name)
+            return False
+        raise
+    _recent[(kind, ns, name)] = time.monotonic()
+    if len(_recent) > 10_000:
+        cutoff = time.monotonic() - RECENT_SECONDS
+        for key in [k for k, t in _recent.items() if t < cutoff]:
+            _recent.pop(key, None)
+    return True
+
+
+def patch_child(kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    if kind != "Job":
+        raise ValueError(f"unsupported child kind {kind}")
+    try:
+        kubernetes.client.BatchV1Api(api()).patch_namespaced_job(name, namespace, patch)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    try:
+        kubernetes.client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
+        )
+    except ApiException as e:
+        if e.status != 404:  # deleted meanwhile
+            raise
+
+
+def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return kubernetes.client.CustomObjectsApi(api()).get_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, name
+        )
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise

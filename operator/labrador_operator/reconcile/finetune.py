@@ -1,0 +1,257 @@
+"""Deciding a FineTuneJob: from its spec, its observed children and its data dependency to a Plan. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Phase, Reason
+from labrador_operator.builders import finetune as b
+from labrador_operator.reconcile.observe import Children, JobState, seconds_between
+from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.settings import Settings
+
+
+@dataclass(frozen=True)
+class DataDependency:
+    """The training data as far as it is known: ready paths, or why not (waiting / failed)."""
+
+    data: b.Data | None = None
+    waiting: str = ""  # reason: WaitingForSyntheticData or SyntheticDataJobNotFound
+    failed: str = ""  # message when the SyntheticDataJob failed
+    message: str = ""
+
+
+def explicit_data(spec: FineTuneJobSpec) -> DataDependency | None:
+    if spec.data.synthetic_data_job_ref is None:
+        return DataDependency(data=b.Data(knowledge=spec.data.knowledge_path, skills=spec.data.skills_path))
+    return None
+
+
+def data_from_sdg(spec: FineTuneJobSpec, sdg: dict[str, Any] | None) -> DataDependency:
+    """Data from the referenced SyntheticDataJob object (None when it does not exist)."""
+    explicit = explicit_data(spec)
+    if explicit:
+        return explicit
+    ref = spec.data.synthetic_data_job_ref
+    assert ref is not None
+    if sdg is None:
+        return DataDependency(
+            waiting=Reason.DATA_NOT_FOUND, message=f"SyntheticDataJob {ref.name} does not exist in this namespace"
+        )
+    status = sdg.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Failed":
+        return DataDependency(failed=f"SyntheticDataJob {ref.name} failed")
+    outputs = status.get("outputs") or {}
+    if phase != "Succeeded" or not (outputs.get("knowledge") or outputs.get("skills")):
+        return DataDependency(
+            waiting=Reason.WAITING_FOR_DATA,
+            message=f"waiting for SyntheticDataJob {ref.name} to succeed (phase {phase or 'Pending'})",
+        )
+    return DataDependency(data=b.Data(knowledge=outputs.get("knowledge"), skills=outputs.get("skills")))
+
+
+def _failure(job: JobState) -> tuple[str, str]:
+    if job.failure_reason == "DeadlineExceeded":
+        return Reason.DEADLINE_EXCEEDED, f"Job {job.name} ran past runPolicy.activeDeadlineSeconds"
+    if job.failure_reason == "PodFailurePolicy":
+        return Reason.USER_ERROR, f"Job {job.name} exited with a user-error code: check its logs and the spec"
+    if job.failure_reason == "BackoffLimitExceeded":
+        return Reason.BACKOFF_LIMIT_EXCEEDED, f"Job {job.name} failed {job.failed} times (runPolicy.backoffLimit)"
+    return job.failure_reason or "JobFailed", job.failure_message or f"Job {job.name} failed"
+
+
+def _phase_entry(
+    name: str, job: JobState | None, select: JobState | None, result: dict[str, Any] | None, gpus: int
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "state": "Pending"}
+    if job is None:
+        return entry
+    if job.start_time:
+        entry["startTime"] = job.start_time
+    last = select or job
+    if job.failed_terminal or (select is not None and select.failed_terminal):
+        entry["state"] = "Failed"
+    elif job.complete and (select is None or select.complete):
+        entry["state"] = "Succeeded"
+    elif job.ready or job.succeeded:
+        entry["state"] = "Running"
+    if last.finished and last.completion_time:
+        entry["completionTime"] = last.completion_time
+    if job.finished:
+        entry["gpuSeconds"] = round(seconds_between(job.start_time, job.completion_time) * gpus, 1)
+    if result:
+        if isinstance(result.get("final_loss"), (int, float)):
+            entry["finalLoss"] = float(result["final_loss"])
+        if isinstance(result.get("tokens"), int):
+            entry["tokens"] = result["tokens"]
+        if isinstance(result.get("checkpoints"), list):
+            entry["checkpoints"] = [str(c) for c in result["checkpoints"][:100]]
+        if result.get("best_checkpoint"):
+            entry["bestCheckpoint"] = str(result["best_checkpoint"])
+    return entry
+
+
+def plan(
+    *,
+    owner: b.Owner,
+    spec: FineTuneJobSpec,
+    generation: int | None,
+    status: dict[str, Any] | None,
+    children: Children,
+    dep: DataDependency,
+    settings: Settings,
+) -> Plan:
+    status = status or {}
+    prev = status.get("conditions")
+    out = Plan()
+    conds: list[dict[str, Any]] = []
+
+    def cond(t: str, s: bool, reason: str, msg: str = "") -> None:
+        conds.append(condition(t, s, reason, msg, generation, prev))
+
+    def finish(phase: Phase, **fields: Any) -> Plan:
+        out.status = {"phase": phase.value, "observedGeneration": generation, "conditions": conds, **fields}
+        return out
+
+    # 1. data dependency
+    if dep.failed:
+        cond(ConditionType.DATA_READY, False, Reason.DATA_FAILED, dep.failed)
+        cond(ConditionType.READY, False, Reason.DATA_FAILED, dep.failed)
+        cond(ConditionType.FAILED, True, Reason.DATA_FAILED, dep.failed)
+        return finish(Phase.FAILED)
+    if dep.data is None:
+        cond(ConditionType.DATA_READY, False, dep.waiting, dep.message)
+        cond(ConditionType.READY, False, dep.waiting, dep.message)
+        return finish(Phase.WAITING)
+    cond(ConditionType.DATA_READY, True, Reason.DATA_READY, "")
+
+    suspend = spec.run_policy.suspend
+    gpus = spec.resources.nodes * max(spec.resources.gpus_per_node, 0)
+
+    # 2. suspend / resume existing Jobs (Kueue owns the flag when queueName is set)
+    for job in children.jobs.values():
+        if job.finished:
+            continue
+        if suspend and not job.suspend_requested:
+            out.patch.append(("Job", job.name, {"spec": {"suspend": True}}))
+        elif not suspend and job.suspend_requested and not spec.run_policy.queue_name:
+            out.patch.append(("Job", job.name, {"spec": {"suspend": False}}))
+
+    def ensure(manifest: dict[str, Any] | None, existing: set[str] | dict[str, Any]) -> None:
+        if manifest is not None and manifest["metadata"]["name"] not in existing and not suspend:
+            out.create.append(manifest)
+
+    ensure(b.build_config_map(owner, spec, dep.data, settings), children.config_maps)
+
+    # 3. phases in order
+    phases: list[dict[str, Any]] = []
+    current: str | None = None
+    failure: tuple[str, str] | None = None
+    restarts = 0
+    tokens = 0
+    gpu_seconds = 0.0
+    all_done = True
+    for phase in spec.phases:
+        job = children.jobs.get(b.phase_job_name(owner, phase.name))
+        select = children.jobs.get(b.select_job_name(owner, phase.name))
+        result = children.result(b.phase_job_name(owner, phase.name))
+        sel_result = children.result(b.select_job_name(owner, phase.name)) if select else None
+        entry = _phase_entry(phase.name, job, select, {**(result or {}), **(sel_result or {})}, gpus)
+        phases.append(entry)
+        restarts += job.failed if job else 0
+        tokens += int(entry.get("tokens", 0))
+        gpu_seconds += float(entry.get("gpuSeconds", 0.0))
+        if failure or not all_done:
+            continue
+        if job is None:
+            ensure(b.build_phase_service(owner, spec, phase.name, settings), children.services)
+            ensure(b.build_phase_job(owner, spec, phase.name, settings), children.jobs)
+            current, all_done = phase.name, False
+            continue
+        if job.failed_terminal:
+            failure = _failure(job)
+            current = phase.name
+            continue
+        if not job.complete:
+            current, all_done = phase.name, False
+            continue
+        if spec.evaluation.checkpoint_selection == "best":
+            if select is None:
+                ensure(b.build_select_job(owner, spec, phase.name, settings), children.jobs)
+                current, all_done = phase.name, False
+            elif select.failed_terminal:
+                failure, current = _failure(select), phase.name
+            elif not select.complete:
+                current, all_done = phase.name, False
+
+    fields: dict[str, Any] = {"phases": phases, "restarts": restarts}
+    starts = [j.start_time for j in children.jobs.values() if j.start_time]
+    if starts:
+        fields["startTime"] = min(starts)
+    if current:
+        fields["currentPhase"] = current
+    usage = {"gpuSeconds": round(gpu_seconds, 1), "tokens": tokens}
+
+    if failure:
+        reason, message = failure
+        cond(ConditionType.RUNNING, False, reason, message)
+        cond(ConditionType.READY, False, reason, message)
+        cond(ConditionType.FAILED, True, reason, message)
+        fields["completionTime"] = max(
+            (j.completion_time for j in children.jobs.values() if j.completion_time), default=None
+        )
+        return finish(Phase.FAILED, usage=usage, **{k: v for k, v in fields.items() if v is not None})
+
+    if suspend and not all_done:
+        cond(ConditionType.SUSPENDED, True, Reason.SUSPENDED, "runPolicy.suspend is true")
+        cond(ConditionType.RUNNING, False, Reason.SUSPENDED, "runPolicy.suspend is true")
+        cond(ConditionType.READY, False, Reason.SUSPENDED, "")
+        return finish(Phase.SUSPENDED, usage=usage, **fields)
+    cond(ConditionType.SUSPENDED, False, Reason.TRAINING if not all_done else Reason.SUCCEEDED, "")
+
+    if not all_done:
+        cond(ConditionType.RUNNING, True, Reason.TRAINING, f"phase {current}")
+        cond(ConditionType.READY, False, Reason.TRAINING, f"training phase {current}")
+        running = any(j.running and (j.ready or j.succeeded) for j in children.jobs.values())
+        return finish(Phase.RUNNING if running else Phase.PENDING, usage=usage, **fields)
+
+    # 4. evaluation, then done
+    model_out = b.output_dir(owner, spec)
+    outputs: dict[str, Any] = {"model": model_out}
+    if spec.evaluation.enabled:
+        ev = children.jobs.get(b.evaluate_job_name(owner))
+        if ev is None or not ev.finished:
+            if ev is None:
+                ensure(b.build_evaluate_job(owner, spec, settings), children.jobs)
+            cond(ConditionType.RUNNING, True, Reason.EVALUATING, "evaluating base vs tuned")
+            cond(ConditionType.READY, False, Reason.EVALUATING, "")
+            fields.pop("currentPhase", None)
+            return finish(Phase.EVALUATING, usage=usage, **fields)
+        if ev.failed_terminal:
+            reason, message = _failure(ev)
+            cond(ConditionType.RUNNING, False, reason, message)
+            cond(ConditionType.READY, False, reason, message)
+            cond(ConditionType.FAILED, True, reason, message)
+            return finish(Phase.FAILED, usage=usage, completionTime=ev.completion_time, **fields)
+        report = children.result(b.evaluate_job_name(owner)) or {}
+        summary = {
+            k2: report[k1]
+            for k1, k2 in (
+                ("report", "report"),
+                ("base_score", "baseScore"),
+                ("tuned_score", "tunedScore"),
+                ("forgetting_delta", "forgettingDelta"),
+            )
+            if k1 in report
+        }
+        outputs["evaluation"] = summary
+    fields.pop("currentPhase", None)
+    cond(ConditionType.RUNNING, False, Reason.SUCCEEDED, "")
+    cond(ConditionType.READY, True, Reason.SUCCEEDED, f"model at {model_out}")
+    cond(ConditionType.FAILED, False, Reason.SUCCEEDED, "")
+    done = max((j.completion_time for j in children.jobs.values() if j.completion_time), default=None)
+    if done:
+        fields["completionTime"] = done
+    return finish(Phase.SUCCEEDED, usage=usage, outputs=outputs, **fields)

@@ -1,0 +1,163 @@
+"""What the operator observes of its children, reduced to small typed records (also what the kopf indexes hold).
+
+Pure: dicts from the API in, frozen dataclasses out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from labrador_operator.constants import ANNOTATION_OWNER, LABEL_KIND, LABEL_NAME, LABEL_PHASE
+
+MAX_TERMINATION_MESSAGE = 4096
+
+
+@dataclass(frozen=True)
+class JobState:
+    name: str
+    role: str
+    completions: int
+    active: int = 0
+    ready: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    complete: bool = False
+    failed_terminal: bool = False
+    failure_reason: str = ""
+    failure_message: str = ""
+    suspended: bool = False
+    suspend_requested: bool = False
+    start_time: str | None = None
+    completion_time: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed_terminal
+
+    @property
+    def running(self) -> bool:
+        return not self.finished and not self.suspended
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    job: str
+    index: int
+    phase: str
+    ip: str | None
+    exit_code: int | None = None
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class Children:
+    """A parent's children as seen in the indexes: Jobs and Pods by name, other kinds by name only."""
+
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    pods: dict[str, PodState] = field(default_factory=dict)
+    config_maps: set[str] = field(default_factory=set)
+    services: set[str] = field(default_factory=set)
+
+    def result(self, job: str) -> dict[str, Any] | None:
+        """The termination message (JSON) of the job's index-0 pod that finished last."""
+        done = [p for p in self.pods.values() if p.job == job and p.index == 0 and p.result is not None]
+        return done[-1].result if done else None
+
+    def rank0(self, job: str) -> PodState | None:
+        running = [p for p in self.pods.values() if p.job == job and p.index == 0 and p.phase == "Running" and p.ip]
+        return running[0] if running else None
+
+
+def parent_key(obj: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(namespace, parent kind, parent name) from a child's labels, or None for foreign objects."""
+    meta = obj.get("metadata", {})
+    lab = meta.get("labels") or {}
+    owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
+    if LABEL_KIND not in lab:
+        return None
+    # the annotation and the owner reference carry the full parent name (labels may be shortened)
+    name = (meta.get("annotations") or {}).get(ANNOTATION_OWNER)
+    if not name and owners and owners[0].get("kind", "").lower() == lab[LABEL_KIND]:
+        name = owners[0]["name"]
+    name = name or lab.get(LABEL_NAME)
+    if not name:
+        return None
+    return meta.get("namespace", ""), lab[LABEL_KIND], name
+
+
+def job_state(obj: dict[str, Any]) -> JobState:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
+    conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    failed = conds.get("Failed")
+    return JobState(
+        name=meta.get("name", ""),
+        role=(meta.get("labels") or {}).get(LABEL_PHASE, ""),
+        completions=int(spec.get("completions") or 1),
+        active=int(status.get("active") or 0),
+        ready=int(status.get("ready") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        failed=int(status.get("failed") or 0),
+        complete="Complete" in conds,
+        failed_terminal=failed is not None,
+        failure_reason=(failed or {}).get("reason", ""),
+        failure_message=(failed or {}).get("message", ""),
+        suspended="Suspended" in conds,
+        suspend_requested=bool(spec.get("suspend")),
+        start_time=status.get("startTime"),
+        completion_time=status.get("completionTime") or (failed or {}).get("lastTransitionTime"),
+    )
+
+
+def _parse_result(message: str | None) -> dict[str, Any] | None:
+    if not message:
+        return None
+    try:
+        value = json.loads(message[:MAX_TERMINATION_MESSAGE])
+    except ValueError:
+        return {"message": message[:512]}
+    return value if isinstance(value, dict) else {"message": str(value)[:512]}
+
+
+def pod_state(obj: dict[str, Any]) -> PodState:
+    meta, status = obj.get("metadata", {}), obj.get("status") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    index = annotations.get("batch.kubernetes.io/job-completion-index") or labels.get(
+        "batch.kubernetes.io/job-completion-index", "0"
+    )
+    exit_code, result = None, None
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") != "main":
+            continue
+        term = (cs.get("state") or {}).get("terminated")
+        if term:
+            exit_code = term.get("exitCode")
+            result = _parse_result(term.get("message"))
+    return PodState(
+        name=meta.get("name", ""),
+        job=labels.get("batch.kubernetes.io/job-name") or labels.get("job-name", ""),
+        index=int(index) if str(index).isdigit() else 0,
+        phase=status.get("phase", "Pending"),
+        ip=status.get("podIP"),
+        exit_code=exit_code,
+        result=result,
+    )
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def now_iso(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seconds_between(start: str | None, end: str | None) -> float:
+    a, b = parse_time(start), parse_time(end)
+    return max((b - a).total_seconds(), 0.0) if a and b else 0.0

@@ -1,0 +1,39 @@
+"""Operator settings: one typed class, read from the environment (the chart sets them), passed to builders."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What builders need beyond the spec. Test timings are values here, never branches in builders."""
+
+    workload_image: str = "ghcr.io/labrador-dev/labrador-trainer:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    metrics_port: int = 9400  # workload pods serve Prometheus metrics here (rank 0)
+    rendezvous_port: int = 29500  # torchrun master port on the headless Service
+    progress_interval_seconds: float = 15.0  # timer period for scraping running jobs
+    #: exit codes of labrador-trainer that mean the user's input is wrong: the Job fails at once
+    user_error_exit_codes: tuple[int, ...] = (2,)
+    #: exit code of a preempted (SIGTERM) run that saved its state: does not count against backoffLimit
+    preempted_exit_code: int = 143
+    #: extra pod annotations, e.g. to steer kwok in tests ({"labrador.dev/kwok-run-duration": "2s"})
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    #: how long a Taxonomy sync pod may run before it is considered failed
+    sync_deadline_seconds: int = 1800
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        annotations = {}
+        for item in filter(None, e.get("LABRADOR_POD_ANNOTATIONS", "").split(",")):
+            key, _, value = item.partition("=")
+            annotations[key.strip()] = value.strip()
+        return cls(
+            workload_image=e.get("LABRADOR_WORKLOAD_IMAGE", cls.workload_image),
+            image_pull_policy=e.get("LABRADOR_IMAGE_PULL_POLICY", cls.image_pull_policy),
+            progress_interval_seconds=float(e.get("LABRADOR_PROGRESS_INTERVAL", cls.progress_interval_seconds)),
+            pod_annotations=annotations,
+        )

@@ -1,0 +1,146 @@
+"""FineTuneJob reconciliation against the real control plane: children, phase chaining, status, GC."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from tests.conftest import load_example
+from tests.integration.conftest import Kube, wait_for
+
+
+def _ft(name: str, **spec: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(load_example("finetunejob"))
+    obj["metadata"] = {"name": name}
+    obj["spec"]["data"] = {"knowledgePath": "data/knowledge.jsonl", "skillsPath": "data/skills.jsonl"}
+    obj["spec"]["resources"] = {"nodes": 2, "gpusPerNode": 1, "cpu": "1", "memory": "1Gi"}
+    obj["spec"]["evaluation"] = {"enabled": False}
+    obj["spec"].update(spec)
+    return obj
+
+
+def _status(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    return kube.get("finetunejob", name, ns).get("status") or {}
+
+
+def _conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions", [])}
+
+
+def test_two_phases_run_in_order_and_succeed(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
+    installed.apply(_ft("chain"), namespace)
+    status = wait_for(
+        lambda: (s := _status(installed, namespace, "chain")).get("phase") == "Succeeded" and s,
+        timeout=90,
+        what="FineTuneJob Succeeded",
+    )
+    assert [p["name"] for p in status["phases"]] == ["knowledge", "skills"]
+    assert all(p["state"] == "Succeeded" for p in status["phases"])
+    assert _conds(status)["Ready"] == ("True", "Succeeded")
+    assert _conds(status)["DataReady"][0] == "True"
+    assert status["outputs"]["model"] == f"models/{namespace}/chain"
+    assert status["observedGeneration"] == 1
+
+    jobs = _list(installed, "jobs", namespace)
+    by_name = {j["metadata"]["name"]: j for j in jobs}
+    assert set(by_name) == {"chain-knowledge", "chain-skills"}
+    k, s = by_name["chain-knowledge"], by_name["chain-skills"]
+    # phase 2 was created after phase 1 completed
+    assert s["metadata"]["creationTimestamp"] >= k["status"]["completionTime"]
+    for j in jobs:
+        assert j["spec"]["completionMode"] == "Indexed" and j["spec"]["completions"] == 2
+        assert j["metadata"]["ownerReferences"][0]["kind"] == "FineTuneJob"
+        argv = j["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert argv[0] == "torchrun" and "--node-rank=$(JOB_COMPLETION_INDEX)" in argv
+        assert f"--master-addr={j['metadata']['name']}-0.{j['metadata']['name']}" in argv
+    services = {s["metadata"]["name"] for s in _list(installed, "services", namespace)}
+    assert services == {"chain-knowledge", "chain-skills"}
+    assert {c["metadata"]["name"] for c in _list(installed, "configmaps", namespace)} >= {"chain-config"}
+    # phase 2 starts from phase 1's final checkpoint; the last phase exports the model
+    cm = installed.get("configmap", "chain-config", namespace)
+    assert f"runs/{namespace}/chain/knowledge/final" in cm["data"]["skills.json"]
+    assert f"models/{namespace}/chain" in cm["data"]["skills.json"]
+
+    # deleting the parent garbage-collects every child (real controller-manager GC)
+    installed.kubectl("delete", "finetunejob", "chain", "-n", namespace)
+    wait_for(
+        lambda: not _list(installed, "jobs", namespace) and not _list(installed, "services", namespace),
+        timeout=60,
+        what="children garbage-collected",
+    )
+
+
+def test_waits_for_its_synthetic_data_job(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
+    obj = _ft("waiting")
+    obj["spec"]["data"] = {"syntheticDataJobRef": {"name": "missing"}}
+    installed.apply(obj, namespace)
+    status = wait_for(
+        lambda: (s := _status(installed, namespace, "waiting")).get("phase") == "Waiting" and s,
+        timeout=30,
+        what="Waiting",
+    )
+    assert _conds(status)["DataReady"] == ("False", "SyntheticDataJobNotFound")
+    assert not _list(installed, "jobs", namespace)
+
+
+def test_user_error_fails_fast_with_a_reason(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
+    obj = _ft("usererr", phases=[{"name": "only", "dataset": "knowledge"}])
+    # kwok makes these pods exit 2, the code labrador-trainer uses for invalid input
+    obj["spec"]["resources"]["podMetadata"] = {"annotations": {"labrador.dev/kwok-exit-code": "2"}}
+    obj["spec"]["runPolicy"] = {"backoffLimit": 5}
+    installed.apply(obj, namespace)
+    status = wait_for(
+        lambda: (s := _status(installed, namespace, "usererr")).get("phase") == "Failed" and s,
+        timeout=60,
+        what="Failed",
+    )
+    assert _conds(status)["Failed"] == ("True", "UserError")
+    assert _conds(status)["Ready"] == ("False", "UserError")
+    job = installed.get("job", "usererr-only", namespace)
+    assert job["status"]["failed"] < 5, "a user error must not be retried up to backoffLimit"
+    selector = "involvedObject.kind=FineTuneJob,involvedObject.name=usererr"
+
+    def warning_event() -> bool:
+        out = installed.kubectl("get", "events", "-n", namespace, "--field-selector", selector, "-o", "json")
+        return any(e["type"] == "Warning" and e["reason"] == "UserError" for e in json.loads(out.stdout)["items"])
+
+    wait_for(warning_event, timeout=20, what="Warning event UserError")
+
+
+def test_suspend_and_resume(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
+    obj = _ft("pausable", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"]["podMetadata"] = {"annotations": {"labrador.dev/kwok-hold": "true"}}
+    installed.apply(obj, namespace)
+    wait_for(lambda: _status(installed, namespace, "pausable").get("phase") == "Running", timeout=30, what="Running")
+    installed.kubectl(
+        "patch", "ftj", "pausable", "-n", namespace, "--type=merge", "-p", '{"spec": {"runPolicy": {"suspend": true}}}'
+    )
+    status = wait_for(
+        lambda: (s := _status(installed, namespace, "pausable")).get("phase") == "Suspended" and s,
+        timeout=30,
+        what="Suspended",
+    )
+    assert _conds(status)["Suspended"] == ("True", "Suspended")
+    wait_for(
+        lambda: installed.get("job", "pausable-only", namespace)["spec"].get("suspend") is True,
+        timeout=10,
+        what="Job suspended",
+    )
+    wait_for(lambda: not _list(installed, "pods", namespace), timeout=30, what="pods stopped")
+    installed.kubectl(
+        "patch", "ftj", "pausable", "-n", namespace, "--type=merge", "-p", '{"spec": {"runPolicy": {"suspend": false}}}'
+    )
+    wait_for(
+        lambda: _status(installed, namespace, "pausable").get("phase") == "Running", timeout=30, what="Running again"
+    )
+    assert installed.get("job", "pausable-only", namespace)["spec"]["suspend"] is False
+
+
+def _list(kube: Kube, resource: str, ns: str) -> list[dict[str, Any]]:
+    items = json.loads(
+        kube.kubectl(
+            "get", resource, "-n", ns, "-l", "app.kubernetes.io/managed-by=labrador-operator", "-o", "json"
+        ).stdout
+    )["items"]
+    return items

@@ -1,0 +1,162 @@
+"""Builders as data: typed spec in, manifests out (no cluster)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from labrador_operator.api.common import ModelSource
+from labrador_operator.api.finetune import FineTuneJobSpec
+from labrador_operator.builders import common
+from labrador_operator.builders import finetune as b
+from labrador_operator.builders.models import model_mount
+from labrador_operator.settings import Settings
+
+OWNER = b.Owner("team-a", "granite", "uid-1")
+SETTINGS = Settings(workload_image="trainer:test")
+
+
+def spec(**over: Any) -> FineTuneJobSpec:
+    base: dict[str, Any] = {
+        "model": {"uri": "pvc://models/granite-8b"},
+        "data": {"knowledgePath": "data/k.jsonl", "skillsPath": "data/s.jsonl"},
+        "resources": {"nodes": 2, "gpusPerNode": 8},
+    }
+    base.update(over)
+    return FineTuneJobSpec.model_validate(base)
+
+
+def test_child_names_are_deterministic_and_fit_a_dns_label() -> None:
+    assert common.child_name("granite", "knowledge") == "granite-knowledge"
+    long_a, long_b = "a" * 60 + "x", "a" * 60 + "y"
+    na, nb = common.child_name(long_a, "skills"), common.child_name(long_b, "skills")
+    assert na == common.child_name(long_a, "skills")
+    assert na != nb and len(na) <= common.MAX_CHILD_NAME and na.endswith("-skills")
+    assert len(f"{na}-999") <= 63
+
+
+def test_phase_job_is_an_indexed_torchrun_job() -> None:
+    job = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)
+    js = job["spec"]
+    assert (js["completionMode"], js["completions"], js["parallelism"]) == ("Indexed", 2, 2)
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "labrador.dev/v1alpha1",
+            "kind": "FineTuneJob",
+            "name": "granite",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert job["metadata"]["labels"]["labrador.dev/phase"] == "knowledge"
+    pod = js["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["command"][:5] == [
+        "torchrun",
+        "--nnodes=2",
+        "--nproc-per-node=8",
+        "--node-rank=$(JOB_COMPLETION_INDEX)",
+        "--master-addr=granite-knowledge-0.granite-knowledge",
+    ]
+    assert c["command"][-4:-2] == ["--config", "/etc/labrador/knowledge.json"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["subdomain"] == "granite-knowledge" and pod["restartPolicy"] == "Never"
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    rules = js["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [2]}}
+    assert "suspend" not in js and "activeDeadlineSeconds" not in js
+
+
+def test_single_node_has_no_service_and_uses_localhost() -> None:
+    s = spec(resources={"nodes": 1, "gpusPerNode": 1})
+    assert b.build_phase_service(OWNER, s, "knowledge", SETTINGS) is None
+    job = b.build_phase_job(OWNER, s, "knowledge", SETTINGS)
+    assert "--master-addr=127.0.0.1" in job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "subdomain" not in job["spec"]["template"]["spec"]
+
+
+def test_headless_service_selects_the_job_pods() -> None:
+    svc = b.build_phase_service(OWNER, spec(), "skills", SETTINGS)
+    assert svc is not None
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["spec"]["selector"] == {"batch.kubernetes.io/job-name": "granite-skills"}
+
+
+@pytest.mark.parametrize(
+    ("run_policy", "expected"),
+    [
+        ({"suspend": True}, {"suspend": True}),
+        ({"queueName": "gpu-queue"}, {"suspend": True}),
+        (
+            {"activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 60, "backoffLimit": 1},
+            {"activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 60, "backoffLimit": 1},
+        ),
+    ],
+)
+def test_run_policy_reaches_the_job(run_policy: dict[str, Any], expected: dict[str, Any]) -> None:
+    job = b.build_phase_job(OWNER, spec(runPolicy=run_policy), "knowledge", SETTINGS)
+    for k, v in expected.items():
+        assert job["spec"][k] == v
+    if "queueName" in run_policy:
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+
+
+def test_pod_metadata_is_added_but_ours_win() -> None:
+    s = spec(
+        resources={
+            "nodes": 1,
+            "gpusPerNode": 1,
+            "podMetadata": {
+                "labels": {"team": "nlp", "labrador.dev/kind": "spoofed"},
+                "annotations": {"sidecar.istio.io/inject": "false"},
+            },
+        }
+    )
+    meta = b.build_phase_job(OWNER, s, "knowledge", SETTINGS)["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "nlp" and meta["labels"]["labrador.dev/kind"] == "finetunejob"
+    assert meta["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert meta["annotations"]["labrador.dev/owner-name"] == "granite"
+
+
+def test_phases_chain_through_deterministic_checkpoints() -> None:
+    data = b.Data(knowledge="data/k.jsonl", skills="data/s.jsonl")
+    cm = b.build_config_map(OWNER, spec(), data, SETTINGS)["data"]
+    k, s = json.loads(cm["knowledge.json"]), json.loads(cm["skills.json"])
+    assert k["model"] == "/models/base-model/granite-8b"
+    assert s["model"] == "/workspace/runs/team-a/granite/knowledge/final"
+    assert k["data"] == "/workspace/data/k.jsonl" and s["data"] == "/workspace/data/s.jsonl"
+    assert k["exportDir"] is None and s["exportDir"] == "/workspace/models/team-a/granite"
+    assert "evaluate.json" in cm
+    best = b.build_config_map(OWNER, spec(evaluation={"checkpointSelection": "best"}), data, SETTINGS)["data"]
+    assert json.loads(best["skills.json"])["model"] == "/workspace/runs/team-a/granite/knowledge/selected"
+    assert json.loads(best["skills-select.json"])["exportDir"] == "/workspace/models/team-a/granite"
+
+
+def test_remote_models_are_fetched_with_credentials_from_env_only() -> None:
+    m = model_mount(ModelSource(uri="hf://ibm-granite/granite-3.1-8b-base@main", secret_ref={"name": "hf"}), "base")
+    assert m.fetch is not None and m.path.startswith("/workspace/.labrador/models/")
+    assert m.env_from == [{"secretRef": {"name": "hf"}}]
+    assert not any(a == "hf" or "token" in a.lower() for a in m.fetch)
+    pvc = model_mount(ModelSource(uri="pvc://models/llama/3"), "base")
+    assert pvc.fetch is None and pvc.path == "/models/base/llama/3"
+    assert pvc.volumes[0]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+
+
+def test_judge_api_key_comes_from_a_secret_reference() -> None:
+    s = spec(
+        evaluation={
+            "judge": {
+                "endpoint": {
+                    "url": "http://judge/v1",
+                    "model": "m",
+                    "apiKeySecretRef": {"name": "judge", "key": "token"},
+                }
+            }
+        }
+    )
+    env = b.build_evaluate_job(OWNER, s, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "judge", "key": "token"}}} in env

@@ -1,0 +1,166 @@
+"""The FineTuneJob decision function, driven by observed children as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labrador_operator.api.finetune import FineTuneJobSpec
+from labrador_operator.builders import finetune as b
+from labrador_operator.reconcile import finetune as decide
+from labrador_operator.reconcile.observe import Children, JobState, PodState
+from labrador_operator.settings import Settings
+
+OWNER = b.Owner("ns", "ft", "uid")
+SETTINGS = Settings()
+
+
+def spec(**over: Any) -> FineTuneJobSpec:
+    base: dict[str, Any] = {
+        "model": {"uri": "pvc://m/x"},
+        "data": {"knowledgePath": "k", "skillsPath": "s"},
+        "evaluation": {"enabled": False},
+        "resources": {"nodes": 2, "gpusPerNode": 4},
+    }
+    base.update(over)
+    return FineTuneJobSpec.model_validate(base)
+
+
+def job(name: str, **kw: Any) -> JobState:
+    defaults: dict[str, Any] = {"role": name.split("-", 1)[1], "completions": 2}
+    defaults.update(kw)
+    return JobState(name=name, **defaults)
+
+
+DONE = {
+    "complete": True,
+    "succeeded": 2,
+    "start_time": "2026-01-01T00:00:00Z",
+    "completion_time": "2026-01-01T00:10:00Z",
+}
+
+
+def run(
+    s: FineTuneJobSpec, kids: Children, dep: decide.DataDependency | None = None, status: dict[str, Any] | None = None
+) -> Any:
+    return decide.plan(
+        owner=OWNER,
+        spec=s,
+        generation=3,
+        status=status,
+        children=kids,
+        dep=dep or decide.explicit_data(s) or decide.DataDependency(),
+        settings=SETTINGS,
+    )
+
+
+def conds(p: Any) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in p.status["conditions"]}
+
+
+def test_fresh_job_creates_config_service_and_first_phase() -> None:
+    p = run(spec(), Children())
+    assert [(m["kind"], m["metadata"]["name"]) for m in p.create] == [
+        ("ConfigMap", "ft-config"),
+        ("Service", "ft-knowledge"),
+        ("Job", "ft-knowledge"),
+    ]
+    assert p.status["phase"] == "Pending" and p.status["currentPhase"] == "knowledge"
+    assert p.status["observedGeneration"] == 3
+
+
+def test_next_phase_only_after_the_previous_completes() -> None:
+    kids = Children(
+        jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2, start_time="t")},
+        config_maps={"ft-config"},
+        services={"ft-knowledge"},
+    )
+    p = run(spec(), kids)
+    assert p.create == [] and p.status["phase"] == "Running"
+    kids.jobs["ft-knowledge"] = job("ft-knowledge", **DONE)
+    kids.pods["p0"] = PodState(
+        name="p0",
+        job="ft-knowledge",
+        index=0,
+        phase="Succeeded",
+        ip=None,
+        exit_code=0,
+        result={"final_loss": 0.42, "tokens": 1000},
+    )
+    p = run(spec(), kids)
+    assert [m["metadata"]["name"] for m in p.create] == ["ft-skills", "ft-skills"]
+    knowledge = p.status["phases"][0]
+    assert knowledge["state"] == "Succeeded" and knowledge["finalLoss"] == 0.42 and knowledge["tokens"] == 1000
+    assert knowledge["gpuSeconds"] == 600 * 8
+    assert p.status["currentPhase"] == "skills"
+
+
+def test_all_phases_done_succeeds_with_outputs_and_usage() -> None:
+    kids = Children(
+        jobs={"ft-knowledge": job("ft-knowledge", **DONE), "ft-skills": job("ft-skills", **DONE)},
+        config_maps={"ft-config"},
+        services={"ft-knowledge", "ft-skills"},
+    )
+    p = run(spec(), kids)
+    assert p.create == []
+    assert p.status["phase"] == "Succeeded" and "currentPhase" not in p.status
+    assert p.status["outputs"] == {"model": "models/ns/ft"}
+    assert p.status["usage"]["gpuSeconds"] == 2 * 600 * 8
+    assert conds(p)["Ready"] == ("True", "Succeeded")
+
+
+def test_failure_reasons_are_actionable() -> None:
+    for job_reason, reason in (
+        ("PodFailurePolicy", "UserError"),
+        ("DeadlineExceeded", "DeadlineExceeded"),
+        ("BackoffLimitExceeded", "BackoffLimitExceeded"),
+    ):
+        kids = Children(
+            jobs={"ft-knowledge": job("ft-knowledge", failed_terminal=True, failed=1, failure_reason=job_reason)},
+            config_maps={"ft-config"},
+            services={"ft-knowledge"},
+        )
+        p = run(spec(), kids)
+        assert p.status["phase"] == "Failed" and conds(p)["Failed"] == ("True", reason)
+        assert p.create == []
+
+
+def test_waiting_and_failed_data() -> None:
+    s = spec(data={"syntheticDataJobRef": {"name": "sdg"}})
+    p = run(s, Children(), decide.data_from_sdg(s, None))
+    assert p.status["phase"] == "Waiting" and conds(p)["DataReady"] == ("False", "SyntheticDataJobNotFound")
+    p = run(s, Children(), decide.data_from_sdg(s, {"status": {"phase": "Running"}}))
+    assert conds(p)["DataReady"] == ("False", "WaitingForSyntheticData") and p.create == []
+    p = run(s, Children(), decide.data_from_sdg(s, {"status": {"phase": "Failed"}}))
+    assert p.status["phase"] == "Failed"
+    ok = decide.data_from_sdg(
+        s, {"status": {"phase": "Succeeded", "outputs": {"knowledge": "sdg/k.jsonl", "skills": "sdg/s.jsonl"}}}
+    )
+    assert ok.data == b.Data(knowledge="sdg/k.jsonl", skills="sdg/s.jsonl")
+
+
+def test_suspend_patches_running_jobs_and_creates_nothing() -> None:
+    kids = Children(
+        jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2)},
+        config_maps={"ft-config"},
+        services={"ft-knowledge"},
+    )
+    p = run(spec(runPolicy={"suspend": True}), kids)
+    assert p.patch == [("Job", "ft-knowledge", {"spec": {"suspend": True}})]
+    assert p.status["phase"] == "Suspended" and p.create == []
+    kids.jobs["ft-knowledge"] = job("ft-knowledge", suspend_requested=True, suspended=True)
+    p = run(spec(), kids)
+    assert p.patch == [("Job", "ft-knowledge", {"spec": {"suspend": False}})]
+    # with a Kueue queue, Kueue owns the flag
+    assert run(spec(runPolicy={"queueName": "q"}), kids).patch == []
+
+
+def test_condition_transition_time_moves_only_on_flips() -> None:
+    kids = Children(
+        jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2)},
+        config_maps={"ft-config"},
+        services={"ft-knowledge"},
+    )
+    first = run(spec(), kids)
+    old = [dict(c, lastTransitionTime="2020-01-01T00:00:00Z") for c in first.status["conditions"]]
+    again = run(spec(), kids, status={"conditions": old})
+    assert {c["lastTransitionTime"] for c in again.status["conditions"]} == {"2020-01-01T00:00:00Z"}
