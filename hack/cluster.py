@@ -137,6 +137,18 @@ def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = 
 
 
 def fake_gpu_node(name: str, gpus: int = 8) -> dict:
+    node = fake_cpu_node(name)
+    node["metadata"]["labels"].update(
+        {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    )
+    node["spec"] = {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}
+    for key in ("allocatable", "capacity"):
+        node["status"][key]["nvidia.com/gpu"] = str(gpus)
+    return node
+
+
+def fake_cpu_node(name: str) -> dict:
+    """A node without GPUs or taints, for CPU-only pods (taxonomy sync, mixing)."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -148,14 +160,12 @@ def fake_gpu_node(name: str, gpus: int = 8) -> dict:
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "type": "kwok",
-                "nvidia.com/gpu.present": "true",
-                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
             },
         },
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
+        "spec": {},
         "status": {
-            "allocatable": {"cpu": "64", "memory": "1Ti", "pods": "250", "nvidia.com/gpu": str(gpus)},
-            "capacity": {"cpu": "64", "memory": "1Ti", "pods": "250", "nvidia.com/gpu": str(gpus)},
+            "allocatable": {"cpu": "64", "memory": "1Ti", "pods": "250"},
+            "capacity": {"cpu": "64", "memory": "1Ti", "pods": "250"},
         },
     }
 
@@ -190,6 +200,14 @@ class Cluster:
         for i in range(count):
             name = f"{prefix}-{i}"
             self.request("POST", "/api/v1/nodes", fake_gpu_node(name, gpus), ok=(200, 201, 409))
+            names.append(name)
+        return names
+
+    def add_cpu_nodes(self, count: int, prefix: str = "cpu-node") -> list[str]:
+        names = []
+        for i in range(count):
+            name = f"{prefix}-{i}"
+            self.request("POST", "/api/v1/nodes", fake_cpu_node(name), ok=(200, 201, 409))
             names.append(name)
         return names
 
@@ -245,8 +263,11 @@ def _wait_http(url: str, ca: Path | None, token: str | None, timeout: float, wha
     raise TimeoutError(f"{what} not healthy after {timeout}s ({last})\n--- {log.name} ---\n{tail}")
 
 
-def start(d: Path, nodes: int = 2, bin_dir: Path | None = None, kwok_cidr: str = "127.1.0.0/16") -> Cluster:
-    """Start the control plane in directory ``d`` (state, logs, pids, kubeconfig) and register ``nodes`` GPU nodes."""
+def start(
+    d: Path, nodes: int = 2, bin_dir: Path | None = None, kwok_cidr: str = "127.1.0.0/16", cpu_nodes: int | None = None
+) -> Cluster:
+    """Start the control plane in directory ``d`` (state, logs, pids, kubeconfig); register ``nodes`` GPU nodes
+    and ``cpu_nodes`` CPU-only nodes (default: one when there are GPU nodes)."""
     d = d.resolve()
     stop_dir(d)
     bin_dir = bin_dir or build_binaries()
@@ -382,8 +403,9 @@ def start(d: Path, nodes: int = 2, bin_dir: Path | None = None, kwok_cidr: str =
         if time.monotonic() > deadline:
             raise TimeoutError("kube-controller-manager did not create the default ServiceAccount")
         time.sleep(0.3)
-    if nodes:
-        c.wait_nodes_ready(c.add_gpu_nodes(nodes))
+    cpu_nodes = (1 if nodes else 0) if cpu_nodes is None else cpu_nodes
+    if nodes or cpu_nodes:
+        c.wait_nodes_ready(c.add_gpu_nodes(nodes) + c.add_cpu_nodes(cpu_nodes))
     (d / "cluster.json").write_text(
         json.dumps(
             {

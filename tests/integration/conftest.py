@@ -173,6 +173,7 @@ def operator(operator_kubeconfig: Path) -> Iterator[Any]:
 
     os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     os.environ.setdefault("LABRADOR_POD_ANNOTATIONS", "labrador.dev/kwok-run-duration=1s")
+    os.environ.setdefault("LABRADOR_PROGRESS_INTERVAL", "1")
     with KopfRunner(["run", "-A", "--standalone", "-m", "labrador_operator.handlers"], timeout=60) as runner:
         time.sleep(2)  # indexes filled, watches established
         yield runner

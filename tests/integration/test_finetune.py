@@ -144,3 +144,54 @@ def _list(kube: Kube, resource: str, ns: str) -> list[dict[str, Any]]:
         ).stdout
     )["items"]
     return items
+
+
+def test_progress_is_read_from_rank_zero_metrics(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """rank 0 serves real prometheus-client metrics on its pod IP (loopback here); status shows them."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client.exposition import MetricsHandler
+
+    obj = _ft("progress", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"]["podMetadata"] = {"annotations": {"labrador.dev/kwok-hold": "true"}}
+    installed.apply(obj, namespace)
+    wait_for(lambda: _status(installed, namespace, "progress").get("phase") == "Running", timeout=30, what="Running")
+    pods = json.loads(
+        installed.kubectl(
+            "get", "pods", "-n", namespace, "-l", "batch.kubernetes.io/job-name=progress-only", "-o", "json"
+        ).stdout
+    )["items"]
+    rank0 = next(p for p in pods if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "0")
+    ip = rank0["status"]["podIP"]
+
+    registry = CollectorRegistry()
+    for metric, value in (
+        ("step", 30),
+        ("total_steps", 120),
+        ("epoch", 1.5),
+        ("loss", 1.234),
+        ("learning_rate", 2e-5),
+        ("tokens_per_second", 4321.5),
+        ("eta_seconds", 754),
+    ):
+        Gauge(f"labrador_train_{metric}", metric, registry=registry).set(value)
+    server = ThreadingHTTPServer((ip, 9400), MetricsHandler.factory(registry))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+
+        def progress() -> dict[str, Any] | None:
+            p = _status(installed, namespace, "progress").get("progress")
+            return p if p and p.get("step") == 30 else None
+
+        p = wait_for(progress, timeout=30, what="status.progress from rank 0")
+        assert p["totalSteps"] == 120 and p["loss"] == 1.234 and p["tokensPerSecond"] == 4321.5
+        assert p["percent"] == 25 and p["etaSeconds"] == 754 and p["eta"] == "12m34s"
+        row = installed.kubectl("get", "ftj", "progress", "-n", namespace).stdout.splitlines()[1].split()
+        assert "25" in row and "12m34s" in row
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -15,6 +15,7 @@ from labrador_operator.api.common import (
     ApiModel,
     Condition,
     LocalObjectReference,
+    PodMetadata,
     StatusModel,
     Workspace,
     cel,
@@ -193,6 +194,7 @@ class TaxonomySpec(ApiModel):
         json_schema_extra=validations(cel("self != ''", "must be a duration such as 30s, 10m or 1h")),
     )
     workspace: Workspace = object_field(Workspace, "Volume where the validated snapshot is written.")
+    pod_metadata: PodMetadata | None = Field(default=None, description="Extra labels and annotations for the sync pod.")
 
 
 class Leaf(StatusModel):

@@ -10,7 +10,14 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labrador_operator.api.common import GPU_TOLERATION, BaseResources, RunPolicy, Toleration, Workspace
+from labrador_operator.api.common import (
+    GPU_TOLERATION,
+    BaseResources,
+    PodMetadata,
+    RunPolicy,
+    Toleration,
+    Workspace,
+)
 from labrador_operator.builders.models import ModelMount
 from labrador_operator.constants import (
     ANNOTATION_OWNER,
@@ -255,10 +262,11 @@ def job(
     indexed: bool = False,
     backoff_limit: int | None = None,
     active_deadline_seconds: int | None = None,
-    resources: BaseResources | None = None,
+    pod_metadata: PodMetadata | None = None,
+    user_error_exit_codes: tuple[int, ...] | None = None,
 ) -> Manifest:
     """A batch/v1 Job, built in ordered steps: base → failure policy → run policy → Kueue."""
-    extra = resources.pod_metadata if resources and resources.pod_metadata else None
+    extra = pod_metadata
     template_meta: dict[str, Any] = {
         # the user's labels and annotations first: Labrador's own keys win
         "labels": {**((extra.labels if extra else None) or {}), **meta["labels"]},
@@ -282,7 +290,7 @@ def job(
                     "onExitCodes": {
                         "containerName": "main",
                         "operator": "In",
-                        "values": list(settings.user_error_exit_codes),
+                        "values": list(user_error_exit_codes or settings.user_error_exit_codes),
                     },
                 },
                 {

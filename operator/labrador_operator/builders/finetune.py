@@ -221,7 +221,7 @@ def build_phase_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: S
         run_policy=spec.run_policy,
         completions=nodes,
         indexed=True,
-        resources=spec.resources,
+        pod_metadata=spec.resources.pod_metadata,
     )
 
 
@@ -237,7 +237,9 @@ def build_select_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: 
     ]
     pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1))
     meta = common.metadata(name, owner.namespace, owner.ref(), f"{phase}-select")
-    return common.job(meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, resources=spec.resources)
+    return common.job(
+        meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, pod_metadata=spec.resources.pod_metadata
+    )
 
 
 def build_evaluate_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) -> common.Manifest:
@@ -256,4 +258,6 @@ def build_evaluate_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) 
         main = pod["containers"][0]
         main["env"] = common.merge_by_name(main["env"], [common.env_secret("OPENAI_API_KEY", ref.name, ref.key)])
     meta = common.metadata(name, owner.namespace, owner.ref(), "evaluate")
-    return common.job(meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, resources=spec.resources)
+    return common.job(
+        meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, pod_metadata=spec.resources.pod_metadata
+    )

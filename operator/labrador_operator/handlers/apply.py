@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
+from pydantic import BaseModel, ValidationError
 
 from labrador_operator import metrics
 from labrador_operator.handlers import client
-from labrador_operator.reconcile.plan import Plan, status_diff
+from labrador_operator.reconcile.plan import Plan, condition, status_diff
 
 log = logging.getLogger("labrador.apply")
 
@@ -54,6 +57,49 @@ def apply(plan: Plan, *, kind: str, plural: str, body: dict[str, Any]) -> dict[s
             if old_phase:
                 metrics.JOBS_BY_PHASE.labels(kind, old_phase).dec()
     return diff
+
+
+def reconcile(
+    kind: str, plural: str, body: dict[str, Any], spec_model: type[BaseModel], decide: Callable[[Any], Plan]
+) -> None:
+    """Parse the spec, decide, apply; an unparsable spec becomes a Failed status, never a crash loop."""
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return
+    t0 = time.perf_counter()
+    result = "ok"
+    try:
+        try:
+            spec = spec_model.model_validate(body.get("spec") or {})
+        except ValidationError as e:
+            err = e.errors()[0]
+            msg = f"spec is invalid at {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+            gen = meta.get("generation")
+            prev = (body.get("status") or {}).get("conditions")
+            bad = Plan(
+                status={
+                    "phase": "Failed",
+                    "observedGeneration": gen,
+                    "conditions": [
+                        condition("Failed", True, "InvalidSpec", msg, gen, prev),
+                        condition("Ready", False, "InvalidSpec", msg, gen, prev),
+                    ],
+                }
+            )
+            apply(bad, kind=kind, plural=plural, body=body)
+            result = "invalid"
+            return
+        apply(decide(spec), kind=kind, plural=plural, body=body)
+    except Exception:
+        result = "error"
+        raise
+    finally:
+        metrics.RECONCILES.labels(kind, result).inc()
+        metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - t0)
+
+
+def index_kwargs(kw: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
+    return {k: v for k, v in kw.items() if isinstance(v, kopf.Index)}
 
 
 def _transition_message(plan: Plan, phase: str) -> tuple[str, str]:

@@ -2,123 +2,115 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
-from labrador_operator import metrics
-from labrador_operator.api.finetune import PLURAL as FT_PLURAL
-from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Phase
-from labrador_operator.builders.finetune import KIND, Owner
-from labrador_operator.constants import LABEL_KIND
-from labrador_operator.handlers import indexes
-from labrador_operator.handlers.apply import apply, forget
+from labrador_operator import progress
+from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
+from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
+from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_KIND
+from labrador_operator.handlers import client, indexes
+from labrador_operator.handlers.apply import forget, index_kwargs, reconcile
 from labrador_operator.reconcile import finetune as decide
-from labrador_operator.reconcile.observe import parent_key
-from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.reconcile.observe import now_iso, parent_key
 from labrador_operator.settings import Settings
 
-log = logging.getLogger("labrador.finetune")
 SETTINGS = Settings.from_env()
 TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 
 
-def reconcile(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+def reconcile_finetunejob(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    if meta.get("deletionTimestamp"):
-        return
-    t0 = time.perf_counter()
-    result = "ok"
-    try:
-        try:
-            spec = FineTuneJobSpec.model_validate(body.get("spec") or {})
-        except ValidationError as e:
-            msg = f"spec is invalid: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}"
-            gen = meta.get("generation")
-            prev = (body.get("status") or {}).get("conditions")
-            bad = Plan(
-                status={
-                    "phase": Phase.FAILED.value,
-                    "observedGeneration": gen,
-                    "conditions": [
-                        condition(ConditionType.FAILED, True, "InvalidSpec", msg, gen, prev),
-                        condition(ConditionType.READY, False, "InvalidSpec", msg, gen, prev),
-                    ],
-                }
-            )
-            apply(bad, kind=KIND, plural=FT_PLURAL, body=body)
-            result = "invalid"
-            return
-        owner = Owner(ns, name, meta["uid"])
-        key = (ns, KIND.lower(), name)
+
+    def plan(spec: FineTuneJobSpec) -> Any:
         kids = indexes.children(
-            key, idx["labrador_jobs"], idx["labrador_pods"], idx["labrador_configmaps"], idx["labrador_services"]
+            (ns, KIND.lower(), name),
+            idx["labrador_jobs"],
+            idx["labrador_pods"],
+            idx["labrador_configmaps"],
+            idx["labrador_services"],
         )
         sdg = None
         if spec.data.synthetic_data_job_ref:
             sdg = indexes.one(idx["syntheticdatajobs_by_name"], (ns, spec.data.synthetic_data_job_ref.name))
-        dep = decide.data_from_sdg(spec, sdg)
-        plan = decide.plan(
-            owner=owner,
+        return decide.plan(
+            owner=Owner(ns, name, meta["uid"]),
             spec=spec,
             generation=meta.get("generation"),
             status=body.get("status"),
             children=kids,
-            dep=dep,
+            dep=decide.data_from_sdg(spec, sdg),
             settings=SETTINGS,
         )
-        apply(plan, kind=KIND, plural=FT_PLURAL, body=body)
-    except Exception:
-        result = "error"
-        raise
-    finally:
-        metrics.RECONCILES.labels(KIND, result).inc()
-        metrics.RECONCILE_SECONDS.labels(KIND).observe(time.perf_counter() - t0)
+
+    reconcile(KIND, PLURAL, body, FineTuneJobSpec, plan)
 
 
-def _indexes(kw: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    return {k: v for k, v in kw.items() if isinstance(v, kopf.Index)}
-
-
-@kopf.on.event("labrador.dev", "v1alpha1", "finetunejobs")
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 def on_finetunejob(event: dict[str, Any], body: kopf.Body, **kw: Any) -> None:
     if event.get("type") == "DELETED":
-        forget(FT_PLURAL, body.metadata.namespace or "", body.metadata.name or "")
+        forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
         return
-    reconcile(dict(body), _indexes(kw))
+    reconcile_finetunejob(dict(body), index_kwargs(kw))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: "finetunejob"})
 @kopf.on.event("", "v1", "pods", labels={LABEL_KIND: "finetunejob"})
-def on_child(body: kopf.Body, finetunejobs_by_name: kopf.Index[Any, Any], **kw: Any) -> None:
-    key = decide_parent(dict(body))
+def on_child(body: kopf.Body, **kw: Any) -> None:
+    key = parent_key(dict(body))
     if key is None:
         return
-    parent = indexes.one(finetunejobs_by_name, key)
+    parent = indexes.one(kw["finetunejobs_by_name"], (key[0], key[2]))
     if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
-        reconcile(parent, {**_indexes(kw), "finetunejobs_by_name": finetunejobs_by_name})
+        reconcile_finetunejob(parent, index_kwargs(kw))
 
 
-@kopf.on.event("labrador.dev", "v1alpha1", "syntheticdatajobs")
-def on_data_source(
-    body: kopf.Body, namespace: str, name: str, finetunejobs_by_name: kopf.Index[Any, Any], **kw: Any
-) -> None:
-    """A SyntheticDataJob changed: re-check the FineTuneJobs waiting for it."""
+@kopf.on.event(API_GROUP, API_VERSION, "syntheticdatajobs")
+def on_data_source(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
+    """A SyntheticDataJob finished: re-check the FineTuneJobs waiting for it."""
     if (body.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
         return
-    for (ns, _), store in list(finetunejobs_by_name.items()):
+    for (ns, _), store in list(kw["finetunejobs_by_name"].items()):
         if ns != namespace:
             continue
         for ft in store:
             ref = ((ft.get("spec") or {}).get("data") or {}).get("syntheticDataJobRef") or {}
             if ref.get("name") == name and (ft.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
-                reconcile(ft, {**_indexes(kw), "finetunejobs_by_name": finetunejobs_by_name})
+                reconcile_finetunejob(ft, index_kwargs(kw))
 
 
-def decide_parent(child: dict[str, Any]) -> tuple[str, str] | None:
-    key = parent_key(child)
-    return (key[0], key[2]) if key and key[1] == KIND.lower() else None
+@kopf.timer(
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    interval=SETTINGS.progress_interval_seconds,
+    when=lambda status, **_: status.get("phase") == Phase.RUNNING.value,
+)
+def sample_progress(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
+    """Read rank 0's metrics and write status.progress, only when something moved."""
+    status = dict(body.get("status") or {})
+    current = status.get("currentPhase")
+    if not current:
+        return
+    kids = indexes.children(
+        (namespace, KIND.lower(), name),
+        kw["labrador_jobs"],
+        kw["labrador_pods"],
+        kw["labrador_configmaps"],
+        kw["labrador_services"],
+    )
+    pod = kids.rank0(phase_job_name(Owner(namespace, name, ""), current))
+    if pod is None or pod.ip is None:
+        return
+    text = progress.fetch(pod.ip, SETTINGS.metrics_port)
+    if text is None:
+        return
+    sample = progress.parse(text, progress.TRAIN)
+    phases = status.get("phases") or []
+    done = sum(1 for p in phases if p.get("state") == "Succeeded")
+    percent = progress.train_percent(done, len(phases), sample.get("step"), sample.get("totalSteps"))
+    new = progress.finish(sample, percent, now_iso())
+    if progress.changed(status.get("progress"), new):
+        client.patch_status(PLURAL, namespace, name, {"progress": new})

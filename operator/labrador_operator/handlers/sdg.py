@@ -1,0 +1,111 @@
+"""SyntheticDataJob handlers: thin. Load → decide (pure) → apply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from labrador_operator import progress
+from labrador_operator.api.sdg import PLURAL, Phase, SyntheticDataJobSpec
+from labrador_operator.builders.sdg import KIND, Owner, generate_job_name
+from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_KIND
+from labrador_operator.handlers import client, indexes
+from labrador_operator.handlers.apply import forget, index_kwargs, reconcile
+from labrador_operator.reconcile import sdg as decide
+from labrador_operator.reconcile.observe import now_iso, parent_key
+from labrador_operator.settings import Settings
+
+SETTINGS = Settings.from_env()
+TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
+
+
+def reconcile_sdg(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+
+    def plan(spec: SyntheticDataJobSpec) -> Any:
+        kids = indexes.children(
+            (ns, KIND.lower(), name),
+            idx["labrador_jobs"],
+            idx["labrador_pods"],
+            idx["labrador_configmaps"],
+            idx["labrador_services"],
+        )
+        tax = indexes.one(idx["taxonomies_by_name"], (ns, spec.taxonomy_ref.name))
+        return decide.plan(
+            owner=Owner(ns, name, meta["uid"]),
+            spec=spec,
+            generation=meta.get("generation"),
+            status=body.get("status"),
+            children=kids,
+            taxonomy=tax,
+            settings=SETTINGS,
+        )
+
+    reconcile(KIND, PLURAL, body, SyntheticDataJobSpec, plan)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+def on_sdg(event: dict[str, Any], body: kopf.Body, **kw: Any) -> None:
+    if event.get("type") == "DELETED":
+        forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
+        return
+    reconcile_sdg(dict(body), index_kwargs(kw))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: "syntheticdatajob"})
+@kopf.on.event("", "v1", "pods", labels={LABEL_KIND: "syntheticdatajob"})
+def on_child(body: kopf.Body, **kw: Any) -> None:
+    key = parent_key(dict(body))
+    if key is None:
+        return
+    parent = indexes.one(kw["syntheticdatajobs_by_name"], (key[0], key[2]))
+    if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
+        reconcile_sdg(parent, index_kwargs(kw))
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "taxonomies")
+def on_taxonomy_change(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
+    """A Taxonomy changed phase: re-check the SyntheticDataJobs waiting for it."""
+    for (ns, _), store in list(kw["syntheticdatajobs_by_name"].items()):
+        if ns != namespace:
+            continue
+        for sdg in store:
+            ref = ((sdg.get("spec") or {}).get("taxonomyRef") or {}).get("name")
+            if ref == name and (sdg.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
+                reconcile_sdg(sdg, index_kwargs(kw))
+
+
+@kopf.timer(
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    interval=SETTINGS.progress_interval_seconds,
+    when=lambda status, **_: status.get("phase") == Phase.RUNNING.value,
+)
+def sample_progress(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
+    """Sum the running shards' metrics into status.progress, only when something moved."""
+    status = dict(body.get("status") or {})
+    kids = indexes.children(
+        (namespace, KIND.lower(), name),
+        kw["labrador_jobs"],
+        kw["labrador_pods"],
+        kw["labrador_configmaps"],
+        kw["labrador_services"],
+    )
+    job = generate_job_name(Owner(namespace, name, ""))
+    shards = []
+    for pod in kids.pods.values():
+        if pod.job == job and pod.phase == "Running" and pod.ip:
+            text = progress.fetch(pod.ip, SETTINGS.metrics_port)
+            if text is not None:
+                shards.append(progress.parse(text, progress.SDG))
+    sample = progress.sum_shards(shards)
+    if not sample:
+        return
+    target = sample.get("targetSamples")
+    percent = 100.0 * sample.get("samples", 0) / target if target else None
+    new = progress.finish(sample, percent, now_iso())
+    if progress.changed(status.get("progress"), new):
+        client.patch_status(PLURAL, namespace, name, {"progress": new})

@@ -1,0 +1,127 @@
+"""Deciding a Taxonomy: which sync Job should exist, and the status its latest finished sync reported. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labrador_operator.api.taxonomy import ConditionType, Phase, Reason, TaxonomySpec
+from labrador_operator.builders import taxonomy as b
+from labrador_operator.reconcile.observe import Children, JobState
+from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.settings import Settings
+
+MAX_LEAVES = 1000
+MAX_ERRORS = 100
+
+
+def _window_of(job: JobState) -> tuple[int, int]:
+    """(generation, window) encoded in a sync Job's name, for ordering."""
+    gen, win = 0, 0
+    for part in job.name.split("-"):
+        if part[:1] == "g" and part[1:].isdigit():
+            gen = int(part[1:])
+        elif part[:1] == "w" and part[1:].isdigit():
+            win = int(part[1:])
+    return gen, win
+
+
+def _from_result(result: dict[str, Any], snapshot: str, claim: str) -> dict[str, Any]:
+    leaves = [
+        {
+            "path": str(leaf.get("path", ""))[:1024],
+            "type": leaf.get("type", "knowledge"),
+            "seedExamples": int(leaf.get("seed_examples", 0) or 0),
+        }
+        for leaf in (result.get("leaves") or [])[:MAX_LEAVES]
+        if leaf.get("type") in ("knowledge", "freeform_skill", "grounded_skill")
+    ]
+    errors = [
+        {
+            "path": str(e.get("path", ""))[:1024],
+            "line": max(int(e.get("line", 0) or 0), 0),
+            "message": str(e.get("message", ""))[:4096],
+        }
+        for e in (result.get("errors") or [])[:MAX_ERRORS]
+    ]
+    counts = result.get("counts") or {}
+    total = {k: int(counts.get(k, 0) or 0) for k in ("knowledge", "freeform_skill", "grounded_skill")}
+    if not any(total.values()):
+        for leaf in leaves:
+            total[leaf["type"]] += 1
+    out: dict[str, Any] = {
+        "counts": {
+            "knowledge": total["knowledge"],
+            "freeformSkill": total["freeform_skill"],
+            "groundedSkill": total["grounded_skill"],
+            "total": sum(total.values()),
+        },
+        "leaves": leaves,
+        "errors": errors,
+        "errorCount": int(result.get("error_count", len(errors)) or 0),
+        "snapshot": {"claimName": claim, "path": snapshot},
+    }
+    if result.get("revision"):
+        out["revision"] = str(result["revision"])[:64]
+    return out
+
+
+def plan(
+    *,
+    owner: b.Owner,
+    spec: TaxonomySpec,
+    generation: int,
+    status: dict[str, Any] | None,
+    children: Children,
+    now_epoch: float,
+    settings: Settings,
+) -> Plan:
+    status = status or {}
+    prev = status.get("conditions")
+    out = Plan()
+    window = b.sync_window(spec, now_epoch)
+    wanted = b.sync_job_name(owner, generation, window)
+    if wanted not in children.jobs:
+        out.create.append(b.build_sync_job(owner, spec, generation, window, settings))
+
+    syncs = sorted(
+        (j for j in children.jobs.values() if j.role == "sync" and _window_of(j)[0] == generation), key=_window_of
+    )
+    finished = [j for j in syncs if j.finished]
+    latest = finished[-1] if finished else None
+    conds: list[dict[str, Any]] = []
+
+    def cond(t: str, s: bool | str, reason: str, msg: str = "") -> None:
+        conds.append(condition(t, s, reason, msg, generation, prev))
+
+    fields: dict[str, Any] = {"observedGeneration": generation}
+    if latest is None:
+        cond(ConditionType.READY, False, Reason.SYNCING, "first sync of this generation is running")
+        cond(ConditionType.VALID, "Unknown", Reason.SYNCING, "not validated yet")
+        phase = Phase.SYNCING if any(j.ready or j.active for j in syncs) else Phase.PENDING
+        out.status = {"phase": phase.value, "conditions": conds, **fields}
+        return out
+
+    result = children.result(latest.name) or {}
+    fields.update(_from_result(result, b.snapshot_dir(owner, latest.name), spec.workspace.claim_name))
+    if latest.completion_time:
+        fields["lastSyncTime"] = latest.completion_time
+    if latest.complete:
+        cond(ConditionType.VALID, True, Reason.SYNCED, "")
+        cond(ConditionType.READY, True, Reason.SYNCED, f"revision {fields.get('revision', '?')}")
+        phase = Phase.READY
+    elif latest.failure_reason == "PodFailurePolicy" or result.get("valid") is False:
+        n = fields["errorCount"]
+        first = fields["errors"][0] if fields["errors"] else None
+        where = f": {first['path']}:{first['line']}: {first['message']}" if first else ""
+        msg = f"{n} validation error(s){where}"
+        cond(ConditionType.VALID, False, Reason.VALIDATION_FAILED, msg)
+        cond(ConditionType.READY, False, Reason.VALIDATION_FAILED, msg)
+        phase = Phase.INVALID
+    else:
+        msg = result.get("message") or latest.failure_message or "the sync Job failed; see its pod logs"
+        reason = Reason.SOURCE_UNREACHABLE if result.get("unreachable") else Reason.SYNC_FAILED
+        cond(ConditionType.VALID, "Unknown", reason, msg)
+        cond(ConditionType.READY, False, reason, msg)
+        phase = Phase.FAILED
+    out.status = {"phase": phase.value, "conditions": conds, **fields}
+    return out
