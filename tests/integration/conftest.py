@@ -174,7 +174,8 @@ def operator(operator_kubeconfig: Path) -> Iterator[Any]:
     os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     os.environ.setdefault("LABRADOR_POD_ANNOTATIONS", "labrador.dev/kwok-run-duration=1s")
     os.environ.setdefault("LABRADOR_PROGRESS_INTERVAL", "1")
-    with KopfRunner(["run", "-A", "--standalone", "-m", "labrador_operator.handlers"], timeout=60) as runner:
+    args = ["run", "--namespace=t-*", "--standalone", "-m", "labrador_operator.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
         time.sleep(2)  # indexes filled, watches established
         yield runner
     assert runner.exception is None, runner.output

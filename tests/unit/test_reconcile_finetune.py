@@ -164,3 +164,11 @@ def test_condition_transition_time_moves_only_on_flips() -> None:
     old = [dict(c, lastTransitionTime="2020-01-01T00:00:00Z") for c in first.status["conditions"]]
     again = run(spec(), kids, status={"conditions": old})
     assert {c["lastTransitionTime"] for c in again.status["conditions"]} == {"2020-01-01T00:00:00Z"}
+
+
+def test_a_finished_job_never_starts_over_when_its_children_are_cleaned_up() -> None:
+    done = {"phase": "Succeeded", "observedGeneration": 3, "conditions": []}
+    p = run(spec(), Children(), status=done)
+    assert p.create == [] and p.patch == [] and p.status == {}
+    # nor after a later spec edit
+    assert run(spec(), Children(), status={**done, "observedGeneration": 2}).create == []

@@ -52,6 +52,12 @@ def data_from_sdg(spec: FineTuneJobSpec, sdg: dict[str, Any] | None) -> DataDepe
     return DataDependency(data=b.Data(knowledge=outputs.get("knowledge"), skills=outputs.get("skills")))
 
 
+def finished(status: dict[str, Any], generation: int | None) -> bool:
+    """Succeeded or Failed is final, as for a batch Job: later spec edits (say, a TTL) never rerun the training."""
+    invalid_spec = any(c.get("reason") == "InvalidSpec" for c in status.get("conditions") or [])
+    return status.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value) and not invalid_spec
+
+
 def _failure(job: JobState) -> tuple[str, str]:
     if job.failure_reason == "DeadlineExceeded":
         return Reason.DEADLINE_EXCEEDED, f"Job {job.name} ran past runPolicy.activeDeadlineSeconds"
@@ -104,6 +110,8 @@ def plan(
     settings: Settings,
 ) -> Plan:
     status = status or {}
+    if finished(status, generation):
+        return Plan()  # terminal: children may be gone (ttlSecondsAfterFinished); never start over
     prev = status.get("conditions")
     out = Plan()
     conds: list[dict[str, Any]] = []

@@ -6,7 +6,7 @@ from typing import Any
 
 from labrador_operator.api.sdg import ConditionType, Phase, Reason, SyntheticDataJobSpec
 from labrador_operator.builders import sdg as b
-from labrador_operator.reconcile.finetune import _failure
+from labrador_operator.reconcile.finetune import _failure, finished
 from labrador_operator.reconcile.observe import Children, seconds_between
 from labrador_operator.reconcile.plan import Plan, condition
 from labrador_operator.settings import Settings
@@ -23,6 +23,8 @@ def plan(
     settings: Settings,
 ) -> Plan:
     status = status or {}
+    if finished(status, generation):
+        return Plan()  # terminal: children may be gone (ttlSecondsAfterFinished); never start over
     prev = status.get("conditions")
     out = Plan()
     conds: list[dict[str, Any]] = []
