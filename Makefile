@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export K8S_VERSION ?= 1.34.4
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install controlplane test test-unit test-integration lint crds crds-check chart-lint \
+.PHONY: help install controlplane test test-unit test-integration lint crds crds-check chart-lint argocd-values \
         cluster-up cluster-down demo demo-down clean
 
 help: ## list targets
@@ -42,6 +42,9 @@ cluster-up: controlplane ## start the local control plane (K8S_VERSION=1.37.x to
 
 cluster-down: ## stop the local control plane
 	@python3 hack/cluster.py down --dir $(CLUSTER_DIR)
+
+argocd-values: install ## print Argo CD values that install Labrador's health checks
+	@$(PY) hack/argocd_values.py
 
 demo: ## whole pipeline through the operator on a local cluster, on CPU (not ready yet)
 	@echo "make demo: the end-to-end demo is not ready yet (tracked as the demo issue)." >&2; exit 2

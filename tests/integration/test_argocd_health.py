@@ -1,0 +1,92 @@
+"""Argo CD's health check (Lua, run here with Lua 5.1 like Argo CD's gopher-lua) on real status objects."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from lupa import lua51
+
+from tests.conftest import ROOT
+from tests.integration.conftest import Kube, wait_for
+from tests.integration.test_pipeline import taxonomy
+
+SCRIPT = (ROOT / "charts" / "labrador" / "argocd" / "health.lua").read_text()
+
+
+def health(obj: dict[str, Any]) -> tuple[str, str]:
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+
+    def table(value: Any) -> Any:
+        if isinstance(value, dict):
+            return lua.table_from({k: table(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return lua.table_from([table(v) for v in value])
+        return value
+
+    lua.globals().obj = table(obj)
+    result = lua.execute(SCRIPT)
+    return result["status"], result["message"]
+
+
+def ft(name: str, annotations: dict[str, str] | None = None, **run_policy: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "labrador.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": "hf://org/model"},
+            "data": {"knowledgePath": "data/k.jsonl"},
+            "phases": [{"name": "only", "dataset": "knowledge"}],
+            "resources": {
+                "nodes": 1,
+                "gpusPerNode": 1,
+                "cpu": "1",
+                "memory": "1Gi",
+                "podMetadata": {"annotations": annotations or {}},
+            },
+            "evaluation": {"enabled": False},
+            "runPolicy": run_policy,
+        },
+    }
+
+
+def test_health_of_real_objects(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
+    bad = {
+        "valid": False,
+        "error_count": 1,
+        "errors": [{"path": "knowledge/a/qna.yaml", "line": 3, "message": "version: must be 3"}],
+    }
+    installed.apply(
+        [
+            ft("running", {"labrador.dev/kwok-hold": "true"}),
+            ft("done"),
+            ft("broken", {"labrador.dev/kwok-exit-code": "2"}),
+            ft("paused", suspend=True),
+            taxonomy("invalid", bad, exit_code=1),
+        ],
+        namespace,
+    )
+    # no status yet
+    fresh = copy.deepcopy(ft("fresh"))
+    assert health(fresh)[0] == "Progressing"
+
+    def get(kind: str, name: str, phase: str) -> dict[str, Any]:
+        return wait_for(
+            lambda: (o := installed.get(kind, name, namespace)).get("status", {}).get("phase") == phase and o,
+            timeout=60,
+            what=f"{name} {phase}",
+        )
+
+    running = get("ftj", "running", "Running")
+    assert health(running) == ("Progressing", "Running")
+    assert health(get("ftj", "done", "Succeeded"))[0] == "Healthy"
+    status, message = health(get("ftj", "broken", "Failed"))
+    assert status == "Degraded" and message.startswith("UserError: ")
+    assert health(get("ftj", "paused", "Suspended")) == ("Suspended", "runPolicy.suspend is true")
+    status, message = health(get("taxonomy", "invalid", "Invalid"))
+    assert status == "Degraded" and "knowledge/a/qna.yaml:3" in message
+    # a spec change the operator has not observed yet
+    stale = copy.deepcopy(running)
+    stale["metadata"]["generation"] = running["metadata"]["generation"] + 1
+    assert health(stale)[0] == "Progressing" and "generation" in health(stale)[1]
