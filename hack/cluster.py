@@ -124,6 +124,67 @@ def make_pki(pki: Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
+def make_serving_cert(out: Path, sans: list[str], cn: str = "labrador-webhook") -> Path:
+    """A CA and a serving certificate for ``sans`` (IP:... or DNS:...) as tls.crt, tls.key, ca.crt in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "365",
+        "-subj",
+        f"/CN={cn}-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        cwd=out,
+    )
+    (out / "server.ext").write_text(
+        f"subjectAltName={','.join(sans)}\nkeyUsage=critical,digitalSignature,"
+        "keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        f"/CN={cn}",
+        cwd=out,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "365",
+        "-extfile",
+        "server.ext",
+        cwd=out,
+    )
+    return out
+
+
 def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = "admin") -> None:
     cfg = {
         "apiVersion": "v1",

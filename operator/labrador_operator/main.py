@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
+import os
 
 import kopf
 import prometheus_client
-
-import labrador_operator.handlers  # noqa: F401 - registers every handler
 
 log = logging.getLogger("labrador")
 
@@ -26,12 +26,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness/readiness endpoint URL")
     p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0 disables)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--webhook-port", type=int, default=0, help="serve admission webhooks on this port (0: off)")
+    p.add_argument("--webhook-cert-dir", help="directory with tls.crt, tls.key and ca.crt for the webhook server")
+    p.add_argument("--webhook-service", help="<service>.<namespace>[:<port>] the API server calls (in a cluster)")
+    p.add_argument("--webhook-host", help="host name or IP the API server calls (outside a cluster)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for flag, env in (
+        (a.webhook_port, "LABRADOR_WEBHOOK_PORT"),
+        (a.webhook_cert_dir, "LABRADOR_WEBHOOK_CERT_DIR"),
+        (a.webhook_service, "LABRADOR_WEBHOOK_SERVICE"),
+        (a.webhook_host, "LABRADOR_WEBHOOK_HOST"),
+    ):
+        if flag:
+            os.environ[env] = str(flag)
+    importlib.import_module("labrador_operator.handlers")  # registers every handler (webhooks per the env)
     if a.metrics_port:
         prometheus_client.start_http_server(a.metrics_port)
     asyncio.run(

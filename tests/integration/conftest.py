@@ -172,6 +172,12 @@ def operator(operator_kubeconfig: Path) -> Iterator[Any]:
     from kopf.testing import KopfRunner
 
     os.environ["KUBECONFIG"] = str(operator_kubeconfig)
+    # admission webhooks on 127.0.0.1 with openssl-made certificates (kopf's own fail on current OpenSSL)
+    certs = cluster_mod.make_serving_cert(operator_kubeconfig.parent / "webhook", ["IP:127.0.0.1"])
+    os.environ["LABRADOR_WEBHOOK_PORT"] = str(cluster_mod.free_port())
+    os.environ["LABRADOR_WEBHOOK_CERT_DIR"] = str(certs)
+    os.environ["LABRADOR_WEBHOOK_HOST"] = "127.0.0.1"
+    os.environ["LABRADOR_WEBHOOK_ADDR"] = "127.0.0.1"
     os.environ.setdefault("LABRADOR_POD_ANNOTATIONS", "labrador.dev/kwok-run-duration=1s")
     os.environ.setdefault("LABRADOR_PROGRESS_INTERVAL", "1")
     args = ["run", "--namespace=t-*", "--standalone", "-m", "labrador_operator.handlers"]

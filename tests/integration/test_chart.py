@@ -48,6 +48,7 @@ def test_template_renders_every_part(kube: Kube) -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Secret",
             "Service",
             "ServiceMonitor",
             "PodMonitor",

@@ -272,17 +272,22 @@ def test_invalid_table_is_large_enough() -> None:
 
 
 def test_examples_are_accepted_and_server_side_apply_is_a_noop(installed: Kube, namespace: str) -> None:
-    def versions() -> dict[str, str]:
-        return {
-            k: installed.get(k, load_example(k)["metadata"]["name"], namespace)["metadata"]["resourceVersion"]
-            for k in ("taxonomy", "syntheticdatajob", "finetunejob")
-        }
+    def spec_state() -> dict[str, tuple[int, Any, Any]]:
+        out = {}
+        for k in ("taxonomy", "syntheticdatajob", "finetunejob"):
+            name = load_example(k)["metadata"]["name"]
+            got = installed.kubectl("get", k, name, "-n", namespace, "-o", "json", "--show-managed-fields")
+            meta = json.loads(got.stdout)["metadata"]
+            gitops = [m for m in meta["managedFields"] if m["manager"] == "gitops" and m["operation"] == "Apply"]
+            out[k] = (meta["generation"], meta.get("labels"), gitops[0]["fieldsV1"])
+        return out
 
     ssa = ("apply", "--server-side", "--field-manager=gitops", "-n", namespace, "-f", str(EXAMPLES))
     installed.kubectl(*ssa)
-    first = versions()
-    installed.kubectl(*ssa)
-    assert versions() == first, "re-applying the same manifests must not write (no fields fought over)"
+    first = spec_state()
+    out = installed.kubectl(*ssa).stdout
+    assert spec_state() == first, "re-applying the same manifests must change nothing (no fields fought over)"
+    assert out.count("serverside-applied") == 3
     # client-side apply of the same files is accepted too
     installed.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES), "--dry-run=server")
 
@@ -292,7 +297,10 @@ def test_api_server_fills_in_defaults(installed: Kube, namespace: str) -> None:
         "apiVersion": "labrador.dev/v1alpha1",
         "kind": "FineTuneJob",
         "metadata": {"name": "defaults"},
-        "spec": {"model": {"uri": "pvc://models/granite"}, "data": {"knowledgePath": "data/k.jsonl"}},
+        "spec": {
+            "model": {"uri": "pvc://models/granite"},
+            "data": {"knowledgePath": "data/k.jsonl", "skillsPath": "data/s.jsonl"},
+        },
     }
     installed.apply(ft, namespace)
     spec = installed.get("finetunejob", "defaults", namespace)["spec"]

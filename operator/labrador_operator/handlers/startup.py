@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
 
@@ -21,6 +25,53 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     settings.peering.standalone = True
     settings.execution.max_workers = 16
+    server = webhook_server(os.environ)
+    if server is not None:
+        settings.admission.server = server
+        settings.admission.managed = API_GROUP
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """In a cluster the API server reaches the webhook through its Service (URLs with cluster DNS names would not
+    resolve from the API server); kopf's server listens as usual, the client config names the Service."""
+
+    def __init__(self, *, service: str, namespace: str, service_port: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service, self.namespace, self.service_port = service, namespace, service_port
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        async for config in super().__call__(fn):
+            path = urlsplit(config["url"]).path
+            out: dict[str, Any] = {
+                "service": {"name": self.service, "namespace": self.namespace, "port": self.service_port, "path": path}
+            }
+            if "caBundle" in config:
+                out["caBundle"] = config["caBundle"]
+            yield out
+
+
+def webhook_server(env: Mapping[str, str]) -> kopf.WebhookServer | None:
+    """The webhook server the environment asks for (LABRADOR_WEBHOOK_*), or None when webhooks are off.
+
+    Certificates come from LABRADOR_WEBHOOK_CERT_DIR (tls.crt, tls.key, ca.crt — made with openssl by the chart's
+    hook or the test fixture; kopf's own self-signed certificates fail on current OpenSSL)."""
+    port = int(env.get("LABRADOR_WEBHOOK_PORT", "0") or 0)
+    if not port:
+        return None
+    certs = Path(env.get("LABRADOR_WEBHOOK_CERT_DIR", "/etc/labrador/webhook-certs"))
+    common: dict[str, Any] = {
+        "addr": env.get("LABRADOR_WEBHOOK_ADDR", "0.0.0.0"),
+        "port": port,
+        "certfile": str(certs / "tls.crt"),
+        "pkeyfile": str(certs / "tls.key"),
+        "cafile": str(certs / "ca.crt"),
+    }
+    service = env.get("LABRADOR_WEBHOOK_SERVICE")  # "<name>.<namespace>[:<port>]"
+    if service:
+        name_ns, _, svc_port = service.partition(":")
+        name, _, namespace = name_ns.partition(".")
+        return ServiceWebhookServer(service=name, namespace=namespace, service_port=int(svc_port or 443), **common)
+    return kopf.WebhookServer(host=env.get("LABRADOR_WEBHOOK_HOST", "127.0.0.1"), **common)
 
 
 @kopf.on.login()
