@@ -132,7 +132,7 @@ def collate_packed(samples: list[Sample], device: torch.device | str = "cpu") ->
         n = len(s.input_ids)
         ids += s.input_ids
         # predict token t+1 at position t; the last token of a sample predicts nothing (no leak into the next)
-        labels += s.labels[1:] + [IGNORE]
+        labels += [*s.labels[1:], IGNORE]
         pos += list(range(n))
         seg += [k] * n
     seg_t = torch.tensor(seg, device=device)
