@@ -17,24 +17,7 @@ GGUF = (
 def write_msgs(path: Path, n: int, *, seed: int = 0, words: tuple[int, int] = (8, 30)) -> Path:
     """InstructLab *_train_msgs.jsonl rows: system/user/assistant, some with unmask."""
     rng = random.Random(seed)
-    vocab = [
-        "the",
-        "cat",
-        "dog",
-        "river",
-        "stone",
-        "light",
-        "tree",
-        "blue",
-        "fast",
-        "green",
-        "small",
-        "water",
-        "sings",
-        "under",
-        "over",
-        "bright",
-    ]
+    vocab = "the cat dog river stone light tree blue fast green small water sings under over bright".split()  # noqa: SIM905
     with path.open("w") as f:
         for i in range(n):
             q = " ".join(rng.choices(vocab, k=rng.randint(*words)))

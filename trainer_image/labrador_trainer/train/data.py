@@ -51,9 +51,8 @@ def tokenize_messages(tokenizer: Any, messages: list[dict[str, str]], *, unmask:
         end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
         if msg["role"] == "assistant" or (unmask and msg["role"] != "system"):
             start = text.find(msg["content"], prev_end, end) if msg["content"] else -1
-            if start < 0:  # empty content: the end-of-turn marker is still learned
-                start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False)) if i else 0
-                start = text.find("<|im_end|>", start, end) if "<|im_end|>" in text[start:end] else start
+            if start < 0:  # empty content: learn the end of turn, not the role header
+                start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
             spans.append((start, end))
         prev_end = end
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

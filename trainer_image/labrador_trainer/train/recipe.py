@@ -50,6 +50,8 @@ class PhaseResult:
     final_loss: float | None
     checkpoint: str
     data: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0  # real (unpadded) tokens of the steps run by this process invocation, all ranks
+    train_s: float = 0.0  # seconds spent in those steps (checkpoint writes excluded)
 
 
 @dataclass
@@ -246,6 +248,7 @@ class Recipe:
         ckpt_dir = self.out / "phases" / phase.name
         loss_val: float | None = None
         t_phase = time.perf_counter()
+        tokens, train_s = 0, 0.0
         for step in range(start, total):
             epoch, index = divmod(step, spe)
             t0 = time.perf_counter()
@@ -274,6 +277,7 @@ class Recipe:
             opt.zero_grad(set_to_none=True)
             loss_val = float(loss_sum.item())
             dt = time.perf_counter() - t0
+            tokens, train_s = tokens + sum(lengths.values()), train_s + dt
             rate = (time.perf_counter() - t_phase) / (step + 1 - start)
             self.obs.step(
                 step=step + 1,
@@ -299,7 +303,7 @@ class Recipe:
         self.save_hf(ckpt_dir / "final", final=True)
         if d.rank == 0:
             loss_curve_svg([x for _, x in self.obs.losses], ckpt_dir / "loss.svg", title=f"loss — {phase.name}")
-        return PhaseResult(phase.name, total, loss_val, str(ckpt_dir / "final"), ds.stats)
+        return PhaseResult(phase.name, total, loss_val, str(ckpt_dir / "final"), ds.stats, tokens, round(train_s, 2))
 
 
 def run_training(cfg: TrainConfig, *, metrics_port: int | None = None, handle_sigterm: bool = True) -> dict[str, Any]:
@@ -315,7 +319,15 @@ def run_training(cfg: TrainConfig, *, metrics_port: int | None = None, handle_si
         "world_size": recipe.d.world,
         "final_checkpoint": results[-1].checkpoint,
         "phases": [
-            {"name": r.name, "steps": r.steps, "final_loss": r.final_loss, "checkpoint": r.checkpoint, **r.data}
+            {
+                "name": r.name,
+                "steps": r.steps,
+                "final_loss": r.final_loss,
+                "checkpoint": r.checkpoint,
+                "tokens": r.tokens,
+                "train_s": r.train_s,
+                **r.data,
+            }
             for r in results
         ],
     }
