@@ -39,7 +39,8 @@ def write_data(path: Path, n: int, tokenizer: object, seed: int = 0) -> list[int
                 {"role": "assistant", "content": a},
             ]
             f.write(json.dumps({"messages": msgs, "id": str(i)}) + "\n")
-            lengths.append(len(tokenizer.apply_chat_template(msgs, tokenize=True)))  # type: ignore[attr-defined]
+            text = tokenizer.apply_chat_template(msgs, tokenize=False)  # type: ignore[attr-defined]
+            lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))  # type: ignore[operator]
     return lengths
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -247,20 +248,28 @@ def test_lora_phase_trains_and_saves_merged_model(
     assert summary["phases"][0]["final_loss"] is not None
 
 
-def test_torchrun_two_processes_match_one(
+def test_torchrun_two_processes_preempt_resume_and_match_one(
     train_baseline: Path, train_model: Path, train_data: dict[str, Path], tmp_path: Path
 ) -> None:
     cfg = _cfg(train_model, train_data, tmp_path / "run", checkpoint_every=None)
-    cfg = cfg.model_copy(update={"phases": cfg.phases[:1]})
+    cfg_path = _write(cfg.model_copy(update={"phases": cfg.phases[:1]}), tmp_path / "run.json")
     tlog = tmp_path / "tlog"
-    argv = [sys.executable, "-m", "labrador_trainer", "train", "--config", str(_write(cfg, tmp_path / "run.json")),
-            "--nproc-per-node", "2", "--master-port", str(_free_port()), "--termination-log", str(tlog)]  # fmt: skip
-    done = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    summary = json.loads(tlog.read_text())
-    assert summary["world_size"] == 2
-    losses = [float(line.split()[5]) for line in done.stdout.splitlines() if line.startswith("step ")]
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    extra = ("--nproc-per-node", "2", "--termination-log", str(tlog))
+    proc = _start(cfg_path, *extra, "--master-port", str(_free_port()))
+    log = "".join(_wait_line(proc, "step 1/3"))
+    proc.send_signal(signal.SIGTERM)  # to the launcher, as the kubelet does: it forwards to torchrun
+    rest, _ = proc.communicate(timeout=120)
+    log += rest
+    assert proc.returncode == EXIT_PREEMPTED, log[-3000:]
+    assert json.loads(tlog.read_text())["status"] == "Preempted"
+
+    proc = _start(cfg_path, *extra, "--master-port", str(_free_port()))
+    rest, _ = proc.communicate(timeout=300)
+    log += rest
+    assert proc.returncode == 0, rest[-3000:]
+    assert json.loads(tlog.read_text())["world_size"] == 2
+    losses = [float(m) for m in re.findall(r"step \d/3 epoch \d loss ([0-9.]+)", log)]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
     diff = _max_diff(_weights(tmp_path / "run", "knowledge"), _weights(train_baseline, "knowledge"))
-    print(f"torchrun 2×gloo vs 1 process: max |Δ weight| = {diff:.2e}")
+    print(f"torchrun 2×gloo (preempted, resumed) vs 1 process: max |Δ weight| = {diff:.2e}")
     assert diff < DDP_TOL

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 
@@ -30,18 +34,35 @@ def add_parser(subparsers: Any) -> None:
     prep.set_defaults(func=run_prepare)
 
 
-def torchrun_argv(args: argparse.Namespace) -> list[str]:
+def torchrun_argv(args: argparse.Namespace, termination_log: str) -> list[str]:
     argv = [
         sys.executable, "-m", "torch.distributed.run",
         f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}", f"--nproc-per-node={args.nproc_per_node}",
         f"--master-addr={args.master_addr}", f"--master-port={args.master_port}",
-        "-m", "labrador_trainer", "train", "--config", args.config,
+        "-m", "labrador_trainer", "train", "--config", args.config, "--termination-log", termination_log,
     ]  # fmt: skip
     if args.metrics_port is not None:
         argv += ["--metrics-port", str(args.metrics_port)]
-    if args.termination_log is not None:
-        argv += ["--termination-log", args.termination_log]
     return argv
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run the workers under torchrun, forward SIGTERM to it, and map a preempted run to EXIT_PREEMPTED (torchrun
+    itself exits 1 when any worker exits non-zero)."""
+    from labrador_trainer.train.recipe import EXIT_PREEMPTED
+
+    with tempfile.TemporaryDirectory(prefix="labrador-train-") as tmp:
+        tlog = args.termination_log or str(Path(tmp) / "termination-log")
+        proc = subprocess.Popen(torchrun_argv(args, tlog))
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+        try:
+            rc = proc.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        log = Path(tlog)
+        if rc != 0 and log.exists() and json.loads(log.read_text()).get("status") == "Preempted":
+            return EXIT_PREEMPTED
+        return rc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from labrador_trainer.train.observe import write_summary
 
     if (args.nproc_per_node > 1 or args.nnodes > 1) and "LOCAL_RANK" not in os.environ:
-        return subprocess.call(torchrun_argv(args))
+        return launch(args)
     from labrador_trainer.train.recipe import EXIT_PREEMPTED, Preempted, run_training
 
     cfg = TrainConfig.load(args.config)
