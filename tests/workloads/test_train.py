@@ -113,6 +113,8 @@ def test_labels_only_on_assistant_spans(train_model: Path, train_data: dict[str,
     ]
     s = tokenize_messages(tok, multi)
     assert tok.decode([t for t in s.labels if t != IGNORE]) == "one<|im_end|>\ntwo<|im_end|>\n"
+    s = tokenize_messages(tok, [*multi[:3], {"role": "assistant", "content": ""}])
+    assert tok.decode([t for t in s.labels if t != IGNORE]) == "one<|im_end|>\n<|im_end|>\n"
 
 
 def test_dataset_drops_and_counts(train_model: Path, train_data: dict[str, Path]) -> None:
