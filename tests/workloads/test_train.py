@@ -1,0 +1,277 @@
+"""labrador-trainer train on the truncated SmolLM2 (2 layers, CPU): labels, packing, phases, resume, SIGTERM, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from labrador_trainer.train.config import TrainConfig
+from labrador_trainer.train.data import (
+    IGNORE,
+    assign_ranks,
+    collate_packed,
+    load_dataset,
+    micro_batches,
+    packed_token_losses,
+    read_jsonl,
+    tokenize_messages,
+)
+from labrador_trainer.train.recipe import EXIT_PREEMPTED, latest_state, run_training
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.workloads
+PACKING_TOL = 1e-4  # measured max |Δ| per-token loss packed vs alone: ~1e-5 (fp32, SDPA, 2 layers)
+RESUME_TOL = 0.0  # measured: resume is bit-exact on CPU
+DDP_TOL = 1e-4  # measured max |Δ| weights, 2 gloo processes vs 1 process
+
+
+def _cfg(model: Path, data: dict[str, Path], out: Path, **kw: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "model_path": str(model),
+        "output_dir": str(out),
+        "max_seq_len": 512,
+        "max_batch_len": 600,
+        "checkpoint_every": 8,
+        "keep_states": 2,
+        "phases": [
+            {"name": "knowledge", "data_path": str(data["a"]), "lr": 1e-3, "effective_batch_size": 8,
+             "warmup_steps": 1, "scheduler": "cosine"},
+            {"name": "skills", "data_path": str(data["b"]), "lr": 5e-4, "effective_batch_size": 4,
+             "scheduler": "linear"},
+        ],
+    }  # fmt: skip
+    return TrainConfig.model_validate(base | kw)
+
+
+def _weights(run_dir: Path, phase: str = "skills") -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "phases" / phase / "final" / "model.safetensors")
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join([str(ROOT / "trainer_image"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return os.environ | {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def _write(cfg: TrainConfig, path: Path) -> Path:
+    path.write_text(cfg.model_dump_json())
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def train_baseline(train_model: Path, train_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted two-phase run, in process."""
+    out = tmp_path_factory.mktemp("baseline")
+    summary = run_training(_cfg(train_model, train_data, out), handle_sigterm=False)
+    assert summary["status"] == "Succeeded"
+    assert [p["steps"] for p in summary["phases"]] == [3, 3]
+    return out
+
+
+def test_labels_only_on_assistant_spans(train_model: Path, train_data: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_model)
+    rows = read_jsonl(train_data["a"])
+    for row in rows[:6]:
+        s = tokenize_messages(tok, row["messages"], unmask=bool(row.get("unmask")))
+        learned = tok.decode([t for t in s.labels if t != IGNORE])
+        roles = ("user", "assistant") if row.get("unmask") else ("assistant",)
+        expected = "".join(f"{m['content']}<|im_end|>\n" for m in row["messages"] if m["role"] in roles)
+        assert learned == expected
+        # labels are the input ids exactly where they are not -100
+        assert all(lab in (IGNORE, t) for lab, t in zip(s.labels, s.input_ids, strict=True))
+        assert s.labels[0] == IGNORE  # system span and role headers are masked
+    multi = [
+        {"role": "user", "content": "a b c"},
+        {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "d e"},
+        {"role": "assistant", "content": "two"},
+    ]
+    s = tokenize_messages(tok, multi)
+    assert tok.decode([t for t in s.labels if t != IGNORE]) == "one<|im_end|>\ntwo<|im_end|>\n"
+    s = tokenize_messages(tok, [*multi[:3], {"role": "assistant", "content": ""}])
+    assert tok.decode([t for t in s.labels if t != IGNORE]) == "one<|im_end|>\n<|im_end|>\n"
+
+
+def test_dataset_drops_and_counts(train_model: Path, train_data: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_model)
+    lengths = sorted(
+        len(s.input_ids) for s in load_dataset(train_data["a"], tok, max_seq_len=10**6, min_seq_len=1).samples
+    )
+    mid = lengths[len(lengths) // 2]
+    ds = load_dataset(train_data["a"], tok, max_seq_len=mid, min_seq_len=lengths[2])
+    assert ds.stats["dropped_too_short"] == 2
+    assert ds.stats["dropped_too_long"] == sum(n > mid for n in lengths)
+    assert ds.stats["kept"] + ds.stats["dropped_too_short"] + ds.stats["dropped_too_long"] == len(lengths)
+
+
+def test_packer_longest_first_least_loaded_under_budget() -> None:
+    lengths = {0: 500, 1: 400, 2: 300, 3: 200, 4: 100, 5: 90}
+    ranks = assign_ranks(lengths, 2)
+    assert ranks == [[0, 3, 4], [1, 2, 5]]  # 500|400+300, then 200 to r0, tie -> r0, 90 -> r1
+    bins = micro_batches(ranks[1], lengths, 600)
+    assert sorted(i for b in bins for i in b) == [1, 2, 5]
+    assert all(sum(lengths[i] for i in b) <= 600 for b in bins)
+    assert assign_ranks({0: 5}, 3) == [[0], [], []]
+
+
+def test_packed_loss_equals_unpacked(train_model: Path, train_data: dict[str, Path]) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_model)
+    model = AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32).eval()
+    samples = load_dataset(train_data["a"], tok, max_seq_len=512, min_seq_len=20).samples[:5]
+    with torch.no_grad():
+        batch = collate_packed(samples)
+        packed = packed_token_losses(model, batch)
+        worst = 0.0
+        for k, s in enumerate(samples):
+            alone = packed_token_losses(model, collate_packed([s]))
+            mine = packed[batch["segments"][0] == k]
+            worst = max(worst, (alone - mine).abs().max().item())
+            assert alone.sum() / s.n_loss == pytest.approx(mine.sum().item() / s.n_loss, abs=PACKING_TOL)
+    print(f"packing: max |per-token loss packed - alone| = {worst:.2e}")
+    assert worst < PACKING_TOL
+
+
+def test_phase_two_starts_from_phase_one_checkpoint(
+    train_baseline: Path, train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    phase1 = train_baseline / "phases" / "knowledge" / "final"
+    cfg = _cfg(phase1, train_data, tmp_path)
+    only_skills = cfg.model_copy(update={"phases": cfg.phases[1:]})
+    run_training(only_skills, handle_sigterm=False)
+    assert _max_diff(_weights(tmp_path), _weights(train_baseline)) == 0.0
+    base = load_file(train_model / "model.safetensors")
+    assert _max_diff(base, _weights(train_baseline, "knowledge")) > 0  # phase 1 did train
+    assert (train_baseline / "phases" / "skills" / "loss.svg").read_text().startswith("<svg")
+
+
+def _start(cfg_path: Path, *extra: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "labrador_trainer", "train", "--config", str(cfg_path), *extra]
+    return subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_line(proc: subprocess.Popen[str], prefix: str, deadline_s: float = 120) -> list[str]:
+    seen, end = [], time.monotonic() + deadline_s
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if prefix in line:
+            return seen
+        if time.monotonic() > end:
+            break
+    proc.kill()
+    raise AssertionError(f"no line {prefix!r} in:\n{''.join(seen)[-3000:]}")
+
+
+def test_sigterm_saves_state_and_resume_matches(
+    train_baseline: Path, train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    cfg_path = _write(_cfg(train_model, train_data, out), tmp_path / "run.json")
+    port, tlog = _free_port(), tmp_path / "termination-log"
+    proc = _start(cfg_path, "--metrics-port", str(port), "--termination-log", str(tlog))
+    _wait_line(proc, "step 1/3")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for name in ("step", "total_steps", "epoch", "loss", "learning_rate", "tokens_per_second", "eta_seconds"):
+        assert f"labrador_train_{name} " in metrics
+    assert "labrador_train_total_steps 3.0" in metrics
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, rest
+    assert json.loads(tlog.read_text())["status"] == "Preempted"
+    state = latest_state(out)
+    assert state is not None and state[0] == 0 and 1 <= state[1] < 3
+    assert not list((out / "state").glob(".tmp-*"))
+
+    proc = _start(cfg_path, "--termination-log", str(tlog))
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log[-3000:]
+    summary = json.loads(tlog.read_text())
+    assert summary["status"] == "Succeeded" and len(tlog.read_bytes()) <= 4096
+    diff = _max_diff(_weights(out), _weights(train_baseline))
+    print(f"resume after SIGTERM: max |Δ weight| vs uninterrupted = {diff:.2e}")
+    assert diff <= RESUME_TOL
+
+
+def test_kill_mid_run_resumes_from_latest_state(
+    train_baseline: Path, train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    cfg_path = _write(_cfg(train_model, train_data, out), tmp_path / "run.json")
+    proc = _start(cfg_path)
+    _wait_line(proc, "step 2/3")  # the state of step 1 (8 samples) is complete by now
+    proc.kill()
+    proc.wait(timeout=30)
+    state = latest_state(out)
+    assert state is not None and state[:2] >= (0, 1)
+    run_training(TrainConfig.load(cfg_path), handle_sigterm=False)
+    diff = _max_diff(_weights(out), _weights(train_baseline))
+    print(f"resume after SIGKILL: max |Δ weight| vs uninterrupted = {diff:.2e}")
+    assert diff <= RESUME_TOL
+
+
+def test_lora_phase_trains_and_saves_merged_model(
+    train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = _cfg(train_model, train_data, tmp_path, lora={"rank": 4, "alpha": 8}, checkpoint_every=None)
+    cfg = cfg.model_copy(update={"phases": cfg.phases[:1]})
+    summary = run_training(cfg, handle_sigterm=False)
+    merged = _weights(tmp_path, "knowledge")
+    assert not any("lora" in k for k in merged)
+    assert _max_diff(merged, load_file(train_model / "model.safetensors")) > 0
+    assert summary["phases"][0]["final_loss"] is not None
+
+
+def test_torchrun_two_processes_preempt_resume_and_match_one(
+    train_baseline: Path, train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = _cfg(train_model, train_data, tmp_path / "run", checkpoint_every=None)
+    cfg_path = _write(cfg.model_copy(update={"phases": cfg.phases[:1]}), tmp_path / "run.json")
+    tlog = tmp_path / "tlog"
+    extra = ("--nproc-per-node", "2", "--termination-log", str(tlog))
+    proc = _start(cfg_path, *extra, "--master-port", str(_free_port()))
+    log = "".join(_wait_line(proc, "step 1/3"))
+    proc.send_signal(signal.SIGTERM)  # to the launcher, as the kubelet does: it forwards to torchrun
+    rest, _ = proc.communicate(timeout=120)
+    log += rest
+    assert proc.returncode == EXIT_PREEMPTED, log[-3000:]
+    assert json.loads(tlog.read_text())["status"] == "Preempted"
+
+    proc = _start(cfg_path, *extra, "--master-port", str(_free_port()))
+    rest, _ = proc.communicate(timeout=300)
+    log += rest
+    assert proc.returncode == 0, rest[-3000:]
+    assert json.loads(tlog.read_text())["world_size"] == 2
+    losses = [float(m) for m in re.findall(r"step \d/3 epoch \d loss ([0-9.]+)", log)]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    diff = _max_diff(_weights(tmp_path / "run", "knowledge"), _weights(train_baseline, "knowledge"))
+    print(f"torchrun 2×gloo (preempted, resumed) vs 1 process: max |Δ weight| = {diff:.2e}")
+    assert diff < DDP_TOL

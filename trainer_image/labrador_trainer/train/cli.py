@@ -1,0 +1,102 @@
+"""``labrador-trainer train`` and ``labrador-trainer model prepare``: argv in, one library call out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="multi-phase fine-tuning from one JSON run config")
+    p.add_argument("--config", required=True, help="run.json (labrador_trainer.train.config.TrainConfig)")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics here (rank 0)")
+    p.add_argument("--termination-log", default=None, help="write the JSON summary (<= 4 KiB) here")
+    p.add_argument("--nproc-per-node", type=int, default=1, help=">1 or --nnodes>1: relaunch under torchrun")
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--node-rank", type=int, default=0)
+    p.add_argument("--master-addr", default="127.0.0.1")
+    p.add_argument("--master-port", type=int, default=29500)
+    p.set_defaults(func=run)
+
+    m = subparsers.add_parser("model", help="model utilities")
+    msub = m.add_subparsers(dest="model_command", required=True)
+    prep = msub.add_parser("prepare", help="dequantise a GGUF file into an HF directory (safetensors)")
+    prep.add_argument("--gguf", required=True)
+    prep.add_argument("--out", required=True)
+    prep.add_argument("--layers", type=int, default=None, help="keep only the first N decoder layers")
+    prep.set_defaults(func=run_prepare)
+
+
+def torchrun_argv(args: argparse.Namespace, termination_log: str) -> list[str]:
+    argv = [
+        sys.executable, "-m", "torch.distributed.run",
+        f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}", f"--nproc-per-node={args.nproc_per_node}",
+        f"--master-addr={args.master_addr}", f"--master-port={args.master_port}",
+        "-m", "labrador_trainer", "train", "--config", args.config, "--termination-log", termination_log,
+    ]  # fmt: skip
+    if args.metrics_port is not None:
+        argv += ["--metrics-port", str(args.metrics_port)]
+    return argv
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run the workers under torchrun, forward SIGTERM to it, and map a preempted run to EXIT_PREEMPTED (torchrun
+    itself exits 1 when any worker exits non-zero)."""
+    from labrador_trainer.train.recipe import EXIT_PREEMPTED
+
+    with tempfile.TemporaryDirectory(prefix="labrador-train-") as tmp:
+        tlog = args.termination_log or str(Path(tmp) / "termination-log")
+        proc = subprocess.Popen(torchrun_argv(args, tlog))
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+        try:
+            rc = proc.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        log = Path(tlog)
+        if rc != 0 and log.exists() and json.loads(log.read_text()).get("status") == "Preempted":
+            return EXIT_PREEMPTED
+        return rc
+
+
+def run(args: argparse.Namespace) -> int:
+    from labrador_trainer.train.config import TrainConfig
+    from labrador_trainer.train.observe import write_summary
+
+    if (args.nproc_per_node > 1 or args.nnodes > 1) and "LOCAL_RANK" not in os.environ:
+        return launch(args)
+    from labrador_trainer.train.recipe import EXIT_PREEMPTED, Preempted, run_training
+
+    cfg = TrainConfig.load(args.config)
+    rank0 = os.environ.get("RANK", "0") == "0"
+    try:
+        summary = run_training(cfg, metrics_port=args.metrics_port if rank0 else None)
+    except Preempted as e:
+        if rank0:
+            write_summary(args.termination_log, {"status": "Preempted", "message": str(e)})
+        print(f"preempted: {e}; full state saved, exiting {EXIT_PREEMPTED}", file=sys.stderr, flush=True)
+        return EXIT_PREEMPTED
+    if rank0:
+        write_summary(args.termination_log, summary)
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from labrador_trainer.models import prepare_model
+
+    print(prepare_model(args.gguf, args.out, layers=args.layers))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labrador-trainer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,156 @@
+"""Chat-template tokenisation with assistant-only labels, and padding-free packing under a token budget.
+
+Packed samples are isolated by an explicit block-diagonal causal mask and per-sample position ids: on CPU (SDPA)
+position ids alone do not isolate samples (DESIGN.md §5 "Packing on CPU").
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Sample:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def n_loss(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+@dataclass
+class Dataset:
+    samples: list[Sample]
+    dropped_long: int = 0
+    dropped_short: int = 0
+    dropped_no_loss: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def tokenize_messages(tokenizer: Any, messages: list[dict[str, str]], *, unmask: bool = False) -> Sample:
+    """Render ``messages`` with the chat template; labels are the ids on assistant spans (content and end of turn),
+    or on every non-system message when ``unmask``, else -100."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans: list[tuple[int, int]] = []
+    prev_end = 0
+    for i, msg in enumerate(messages):
+        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
+        if msg["role"] == "assistant" or (unmask and msg["role"] != "system"):
+            start = text.find(msg["content"], prev_end, end) if msg["content"] else -1
+            if start < 0:  # empty content: learn the end of turn, not the role header
+                start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
+            spans.append((start, end))
+        prev_end = end
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = []
+    for tok, (a, _b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+        labels.append(tok if any(s <= a < e for s, e in spans) else IGNORE)
+    return Sample(list(enc["input_ids"]), labels)
+
+
+def load_dataset(path: str | Path, tokenizer: Any, *, max_seq_len: int, min_seq_len: int) -> Dataset:
+    """InstructLab messages JSONL (``messages``, optional ``unmask``, ``metadata``, ``id``) to samples."""
+    ds = Dataset(samples=[])
+    for row in read_jsonl(path):
+        s = tokenize_messages(tokenizer, row["messages"], unmask=bool(row.get("unmask", False)))
+        if len(s.input_ids) > max_seq_len:
+            ds.dropped_long += 1
+        elif len(s.input_ids) < min_seq_len:
+            ds.dropped_short += 1
+        elif s.n_loss == 0:
+            ds.dropped_no_loss += 1
+        else:
+            ds.samples.append(s)
+    ds.stats = {
+        "kept": len(ds.samples),
+        "dropped_too_long": ds.dropped_long,
+        "dropped_too_short": ds.dropped_short,
+        "dropped_no_loss": ds.dropped_no_loss,
+    }
+    return ds
+
+
+def steps_per_epoch(n_samples: int, effective_batch_size: int) -> int:
+    return max(1, -(-n_samples // effective_batch_size))
+
+
+def global_batch(n_samples: int, effective_batch_size: int, seed: int, epoch: int, index: int) -> list[int]:
+    """Sample indices of optimizer step ``index`` of ``epoch``: a shuffle seeded by (seed, epoch), so a resumed run
+    needs only (epoch, index) to continue exactly."""
+    order = list(range(n_samples))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order[index * effective_batch_size : (index + 1) * effective_batch_size]
+
+
+def assign_ranks(lengths: dict[int, int], world_size: int) -> list[list[int]]:
+    """Longest sample first onto the least-loaded rank (by tokens)."""
+    loads = [0] * world_size
+    out: list[list[int]] = [[] for _ in range(world_size)]
+    for idx in sorted(lengths, key=lambda i: (-lengths[i], i)):
+        r = min(range(world_size), key=lambda k: (loads[k], k))
+        out[r].append(idx)
+        loads[r] += lengths[idx]
+    return out
+
+
+def micro_batches(indices: list[int], lengths: dict[int, int], max_batch_len: int) -> list[list[int]]:
+    """First-fit-decreasing bins of at most ``max_batch_len`` tokens each."""
+    bins: list[list[int]] = []
+    fill: list[int] = []
+    for idx in sorted(indices, key=lambda i: (-lengths[i], i)):
+        for b, used in enumerate(fill):
+            if used + lengths[idx] <= max_batch_len:
+                bins[b].append(idx)
+                fill[b] += lengths[idx]
+                break
+        else:
+            bins.append([idx])
+            fill.append(lengths[idx])
+    return bins
+
+
+def collate_packed(samples: list[Sample], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """One row of concatenated samples: ids, labels shifted within each sample, per-sample position ids, and a
+    block-diagonal causal boolean mask (1, 1, T, T) where True means "may attend"."""
+    ids, labels, pos, seg = [], [], [], []
+    for k, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids += s.input_ids
+        # predict token t+1 at position t; the last token of a sample predicts nothing (no leak into the next)
+        labels += [*s.labels[1:], IGNORE]
+        pos += list(range(n))
+        seg += [k] * n
+    seg_t = torch.tensor(seg, device=device)
+    t = len(ids)
+    causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
+    mask = causal & (seg_t[:, None] == seg_t[None, :])
+    return {
+        "input_ids": torch.tensor([ids], device=device),
+        "labels": torch.tensor([labels], device=device),
+        "position_ids": torch.tensor([pos], device=device),
+        "attention_mask": mask[None, None],
+        "segments": seg_t[None],
+    }
+
+
+def packed_token_losses(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed-over-nothing cross-entropy per position (0 where the label is ignored), shape (T,)."""
+    out = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
+    )
+    logits = out.logits[0].float()
+    return torch.nn.functional.cross_entropy(logits, batch["labels"][0], ignore_index=IGNORE, reduction="none")
