@@ -10,7 +10,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+#: The public InstructLab taxonomy and its knowledge documents (Apache-2.0, see their LICENSE files), vendored so a
+#: clean checkout tests without anything beside it.
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def load_example(name: str) -> dict[str, Any]:

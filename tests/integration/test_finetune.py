@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from typing import Any
 
 from tests.conftest import load_example
@@ -59,7 +60,7 @@ def test_two_phases_run_in_order_and_succeed(installed: Kube, operator: Any, nam
     assert {c["metadata"]["name"] for c in _list(installed, "configmaps", namespace)} >= {"chain-config"}
     # phase 2 starts from phase 1's final checkpoint; the last phase exports the model
     cm = installed.get("configmap", "chain-config", namespace)
-    assert f"runs/{namespace}/chain/knowledge/final" in cm["data"]["skills.json"]
+    assert f"runs/{namespace}/chain/knowledge/phases/knowledge/final" in cm["data"]["skills.json"]
     assert f"models/{namespace}/chain" in cm["data"]["skills.json"]
 
     # deleting the parent garbage-collects every child (real controller-manager GC)
@@ -195,3 +196,47 @@ def test_progress_is_read_from_rank_zero_metrics(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_deadline_fails_with_its_reason(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
+    obj = _ft("late", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"]["podMetadata"] = {"annotations": {"labrador.dev/kwok-hold": "true"}}
+    obj["spec"]["runPolicy"] = {"activeDeadlineSeconds": 2}
+    installed.apply(obj, namespace)
+    status = wait_for(
+        lambda: (s := _status(installed, namespace, "late")).get("phase") == "Failed" and s,
+        timeout=60,
+        what="Failed by deadline",
+    )
+    assert _conds(status)["Failed"] == ("True", "DeadlineExceeded")
+
+
+def test_ttl_cleans_children_and_the_result_stays(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    obj = _ft("shortlived", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["runPolicy"] = {"ttlSecondsAfterFinished": 1}
+    installed.apply(obj, namespace)
+    wait_for(
+        lambda: _status(installed, namespace, "shortlived").get("phase") == "Succeeded", timeout=60, what="Succeeded"
+    )
+    wait_for(lambda: not _list(installed, "jobs", namespace), timeout=60, what="Jobs removed by the TTL controller")
+    time.sleep(3)  # "stays unchanged": a finished resource never starts over when its Jobs are gone
+    assert not _list(installed, "jobs", namespace)
+    assert _status(installed, namespace, "shortlived")["phase"] == "Succeeded"
+
+
+def test_apply_to_children_latency(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
+    """Correctness only (every job gets its children); the latency is printed, not asserted (see bench/)."""
+    names = [f"lat-{i}" for i in range(10)]
+    t0 = time.monotonic()
+    installed.apply([_ft(n, phases=[{"name": "only", "dataset": "knowledge"}]) for n in names], namespace)
+    seen: dict[str, float] = {}
+    while len(seen) < len(names) and time.monotonic() - t0 < 60:
+        for job in _list(installed, "jobs", namespace):
+            owner = job["metadata"]["ownerReferences"][0]["name"]
+            seen.setdefault(owner, time.monotonic() - t0)
+        time.sleep(0.05)
+    assert sorted(seen) == sorted(names)
+    lat = sorted(seen.values())
+    print(f"\napply->Job created for {len(lat)} FineTuneJobs: p50={lat[len(lat) // 2]:.2f}s max={lat[-1]:.2f}s")

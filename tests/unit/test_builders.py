@@ -127,7 +127,7 @@ def test_phases_chain_through_deterministic_checkpoints() -> None:
     cm = b.build_config_map(OWNER, spec(), data, SETTINGS)["data"]
     k, s = json.loads(cm["knowledge.json"]), json.loads(cm["skills.json"])
     assert k["model"] == "/models/base-model/granite-8b"
-    assert s["model"] == "/workspace/runs/team-a/granite/knowledge/final"
+    assert s["model"] == "/workspace/runs/team-a/granite/knowledge/phases/knowledge/final"
     assert k["data"] == "/workspace/data/k.jsonl" and s["data"] == "/workspace/data/s.jsonl"
     assert k["exportDir"] is None and s["exportDir"] == "/workspace/models/team-a/granite"
     assert "evaluate.json" in cm

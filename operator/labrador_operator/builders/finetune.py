@@ -72,13 +72,19 @@ def phase_dir(owner: Owner, phase: str) -> str:
     return f"{run_dir(owner)}/{phase}"
 
 
+def final_checkpoint(owner: Owner, phase: str) -> str:
+    """Where `labrador-trainer train` leaves a phase's final HF model (``<outputDir>/phases/<phase>/final``)."""
+    return f"{phase_dir(owner, phase)}/phases/{phase}/final"
+
+
 def start_checkpoint(owner: Owner, spec: FineTuneJobSpec, index: int) -> str:
     """Workspace path of the model phase ``index`` starts from ('' means the base model)."""
     if index == 0:
         return ""
     prev = spec.phases[index - 1].name
-    leaf = "selected" if spec.evaluation.checkpoint_selection == "best" else "final"
-    return f"{phase_dir(owner, prev)}/{leaf}"
+    if spec.evaluation.checkpoint_selection == "best":
+        return f"{phase_dir(owner, prev)}/selected"
+    return final_checkpoint(owner, prev)
 
 
 def _ws(path: str) -> str:

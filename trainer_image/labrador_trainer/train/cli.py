@@ -65,7 +65,14 @@ def launch(args: argparse.Namespace) -> int:
         return rc
 
 
+#: exit code for input the user must fix (bad config, missing or unusable data): the operator's podFailurePolicy
+#: fails the Job at once instead of retrying it
+EXIT_USER_ERROR = 2
+
+
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from labrador_trainer.train.config import TrainConfig
     from labrador_trainer.train.observe import write_summary
 
@@ -73,10 +80,19 @@ def run(args: argparse.Namespace) -> int:
         return launch(args)
     from labrador_trainer.train.recipe import EXIT_PREEMPTED, Preempted, run_training
 
-    cfg = TrainConfig.load(args.config)
     rank0 = os.environ.get("RANK", "0") == "0"
     try:
+        cfg = TrainConfig.load(args.config)
         summary = run_training(cfg, metrics_port=args.metrics_port if rank0 else None)
+    except (ValueError, FileNotFoundError) as e:  # invalid config or data (pydantic errors are ValueErrors)
+        if isinstance(e, ValueError) and not isinstance(e, ValidationError) and "no usable samples" not in str(e):
+            raise
+        if rank0:
+            write_summary(
+                args.termination_log, {"status": "Failed", "reason": "InvalidInput", "message": str(e)[:2000]}
+            )
+        print(f"invalid input: {e}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
     except Preempted as e:
         if rank0:
             write_summary(args.termination_log, {"status": "Preempted", "message": str(e)})

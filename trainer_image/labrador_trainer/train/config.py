@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,6 +46,7 @@ class TrainConfig(_Strict):
     checkpoint_every: int | None = Field(None, ge=1, description="samples between checkpoints (plus phase end)")
     keep_states: int = Field(1, ge=1, description="full resume states kept on disk")
     lora: Lora | None = None
+    export_dir: str | None = Field(None, description="copy the last phase's final model here (atomically)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -61,4 +62,39 @@ class TrainConfig(_Strict):
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        return cls.model_validate(json.loads(Path(path).read_text()))
+        raw = json.loads(Path(path).read_text())
+        return cls.from_operator(raw) if "job" in raw and "phase" in raw else cls.model_validate(raw)
+
+    @classmethod
+    def from_operator(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The per-phase run config the operator writes (FineTuneJob ConfigMap, camelCase API fields)."""
+        phase, training = raw["phase"], raw.get("training") or {}
+        lora = training.get("lora")
+        return cls(
+            model_path=raw["model"],
+            output_dir=raw["outputDir"],
+            export_dir=raw.get("exportDir"),
+            phases=[
+                Phase(
+                    name=phase["name"],
+                    data_path=raw["data"],
+                    epochs=phase.get("epochs", 1),
+                    lr=phase.get("learningRate", 2e-5),
+                    effective_batch_size=phase.get("effectiveBatchSize", 32),
+                    warmup_steps=phase.get("warmupSteps", 0),
+                    scheduler=phase.get("lrScheduler", "cosine"),
+                )
+            ],
+            max_seq_len=training.get("maxSeqLen", 4096),
+            max_batch_len=training.get("maxBatchLen", 8192),
+            seed=training.get("seed", 42),
+            checkpoint_every=training.get("checkpointEvery") or None,
+            lora=Lora(
+                rank=lora.get("rank", 8),
+                alpha=lora.get("alpha", 16),
+                dropout=lora.get("dropout", 0.0),
+                **({"target_modules": lora["targetModules"]} if lora.get("targetModules") else {}),
+            )
+            if lora
+            else None,
+        )

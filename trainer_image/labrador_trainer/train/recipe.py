@@ -306,6 +306,16 @@ class Recipe:
         return PhaseResult(phase.name, total, loss_val, str(ckpt_dir / "final"), ds.stats, tokens, round(train_s, 2))
 
 
+def export(src: Path, dest: Path) -> None:
+    """Copy a final model to the output directory: temp name, then rename, so readers never see half of it."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+
+
 def run_training(cfg: TrainConfig, *, metrics_port: int | None = None, handle_sigterm: bool = True) -> dict[str, Any]:
     """Train every phase (resuming from the newest complete state); returns the summary. Raises Preempted."""
     t0 = time.perf_counter()
@@ -313,8 +323,14 @@ def run_training(cfg: TrainConfig, *, metrics_port: int | None = None, handle_si
     if handle_sigterm:
         recipe.install_signal_handler()
     results = recipe.train()
+    if cfg.export_dir and recipe.d.rank == 0:
+        export(Path(results[-1].checkpoint), Path(cfg.export_dir))
+    trained = [r for r in results if r.final_loss is not None]
     return {
         "status": "Succeeded",
+        "final_loss": trained[-1].final_loss if trained else None,
+        "tokens": sum(r.tokens or 0 for r in results),
+        "export_dir": cfg.export_dir,
         "wall_s": round(time.perf_counter() - t0, 1),
         "world_size": recipe.d.world,
         "final_checkpoint": results[-1].checkpoint,
