@@ -103,7 +103,7 @@ def schema_check(root: Path, rel: str, parser: TaxonomyParser | None = None) -> 
     for level, line, yaml_path, message in capture.records:
         if yaml_path:
             line = line_of(text, yaml_path, key=True)
-        elif "schema" in message:
+        elif "schema" in message or "version" in message.lower():
             line = line_of(text, ".version", key=True)  # unknown or deprecated schema version
         elif message == "The file is empty":
             line = 0
