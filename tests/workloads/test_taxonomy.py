@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from labrador_trainer.taxonomy.models import Report
 from labrador_trainer.taxonomy.sync import termination_summary
 from labrador_trainer.taxonomy.validate import schema_check
 from tests.conftest import ROOT
-from tests.workloads.conftest import TAXONOMY, TaxonomyRepo, commit_all
+from tests.workloads.conftest import TAXONOMY, TaxonomyRepo, commit_all, run_git
 
 K = "knowledge/science/animals/birds/black_capped_chickadee/qna.yaml"
 K2 = "knowledge/arts/music/fandom/swifties/qna.yaml"
@@ -290,12 +291,20 @@ def test_sync_offline_and_unreachable_documents(taxonomy_repo: TaxonomyRepo, tmp
     assert (tmp_path / "b" / "documents" / Path(K2).parent / "swifties.md").is_file()
 
 
-def test_sync_with_base_and_subdir(taxonomy_repo: TaxonomyRepo, tmp_path: Path) -> None:
-    repo = tmp_path / "mono"
-    repo.mkdir()
-    subprocess.run(["git", "clone", "-q", taxonomy_repo.url, str(repo / "x")], check=True)
-    report = sync_taxonomy(SyncOptions(url=taxonomy_repo.url, ref="main", dest=tmp_path / "s", base="HEAD"))
-    assert report.valid and report.leaves == []
+def test_sync_subdir_and_base(taxonomy_repo: TaxonomyRepo, tmp_path: Path) -> None:
+    mono = tmp_path / "mono"
+    shutil.copytree(taxonomy_repo.root, mono / "taxonomy", ignore=shutil.ignore_patterns(".git"))
+    (mono / "README.md").write_text("not a taxonomy\n")
+    run_git(mono, "init", "-q", "-b", "main")
+    first = commit_all(mono, "taxonomy in a subfolder")
+    (mono / "taxonomy" / F).write_text((mono / "taxonomy" / F).read_text().replace("attend", "attend (verb)"))
+    second = commit_all(mono, "change one skill")
+
+    opts = SyncOptions(url=mono.as_uri(), ref="main", dest=tmp_path / "s", path="taxonomy", base=first, offline=True)
+    report = sync_taxonomy(opts)
+    assert report.revision == second and report.valid, report.errors
+    assert [leaf.path for leaf in report.leaves] == [F]
+    assert (tmp_path / "s" / "taxonomy" / K).is_file() and not (tmp_path / "s" / "taxonomy" / "README.md").exists()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -54,8 +54,6 @@ def _taxonomy(args: argparse.Namespace) -> int:
     from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
 
     count = load_counter(args.tokenizer) if args.tokenizer else None
-    if count is None:
-        log.warning("no --tokenizer: token budgets are not checked")
     if args.action == "validate":
         report = validate_taxonomy(args.dir, ValidateOptions(base=args.base, offline=args.offline, count=count))
     else:
