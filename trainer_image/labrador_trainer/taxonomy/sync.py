@@ -1,0 +1,104 @@
+"""``taxonomy sync``: clone at a ref, validate, fetch documents, write a snapshot with a ``taxonomy.json`` report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from labrador_trainer.taxonomy.budget import Counter
+from labrador_trainer.taxonomy.documents import DocumentFetcher
+from labrador_trainer.taxonomy.gitcmd import Credentials, git, git_env
+from labrador_trainer.taxonomy.models import Report
+from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
+
+REPORT_NAME = "taxonomy.json"
+
+
+@dataclass
+class SyncOptions:
+    url: str | None
+    ref: str | None
+    dest: Path
+    path: str = ""
+    base: str | None = None
+    offline: bool = False
+    count: Counter | None = None
+    credentials: Credentials | None = None
+    #: a taxonomy already on disk (a mounted ConfigMap or volume) instead of a git clone
+    source_dir: Path | None = None
+
+
+def content_revision(root: Path) -> str:
+    """A revision for a taxonomy that is not in git: a hash of its files' paths and contents."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return f"sha256-{h.hexdigest()[:16]}"
+
+
+def sync_taxonomy(options: SyncOptions) -> Report:
+    """Snapshot: ``DEST/taxonomy/`` (the tree at ``--path``), ``DEST/documents/<leaf>/``, ``DEST/taxonomy.json``."""
+    dest = options.dest
+    dest.mkdir(parents=True, exist_ok=True)
+    with git_env(options.credentials) as env, tempfile.TemporaryDirectory(prefix="labrador-sync-") as tmp:
+        if options.source_dir is not None:
+            clone = options.source_dir
+            revision = content_revision(clone)
+        else:
+            if not options.url or not options.ref:
+                raise ValueError("taxonomy sync needs --url and --ref, or --source-dir")
+            clone = Path(tmp) / "repo"
+            git(["clone", "--quiet", "--no-checkout", "--", options.url, str(clone)], env=env)
+            git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", options.ref], cwd=clone, env=env)
+            revision = git(["rev-parse", "HEAD"], cwd=clone, env=env).strip()
+        root = clone / options.path if options.path else clone
+        if not root.is_dir():
+            raise FileNotFoundError(f"path {options.path!r} does not exist in {options.ref}")
+        for sub in ("taxonomy", "documents"):
+            shutil.rmtree(dest / sub, ignore_errors=True)
+        vopts = ValidateOptions(
+            base=options.base,
+            offline=options.offline,
+            count=options.count,
+            documents_dest=dest / "documents",
+            git_env=env,
+        )
+        if not options.offline:
+            vopts = replace(vopts, fetcher=DocumentFetcher(Path(tmp) / "docs", env=env))
+            (Path(tmp) / "docs").mkdir()
+        report = validate_taxonomy(root, vopts)
+        shutil.copytree(root, dest / "taxonomy", ignore=shutil.ignore_patterns(".git"))
+    report.revision = revision
+    (dest / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
+
+
+def termination_summary(report: Report, limit: int = 4096) -> str:
+    """The pod's termination message (at most ``limit`` bytes), in the shape the operator reads into the Taxonomy's
+    status: counts and totals always; leaves and errors as many as fit (errors first)."""
+    counts = {"knowledge": 0, "freeform_skill": 0, "grounded_skill": 0}
+    for leaf in report.leaves:
+        counts[leaf.type] += 1
+    leaves = [{"path": leaf.path, "type": leaf.type, "seed_examples": leaf.seed_examples} for leaf in report.leaves]
+    errors = [{"path": e.path, "line": e.line, "message": e.message[:300]} for e in report.errors]
+    summary: dict[str, object] = {
+        "valid": report.valid,
+        "revision": report.revision,
+        "counts": counts,
+        "error_count": len(report.errors),
+        "warning_count": len(report.warnings),
+        "errors": errors,
+        "leaves": leaves,
+    }
+    text = json.dumps(summary, separators=(",", ":"))
+    while len(text.encode()) > limit and (leaves or errors):
+        if leaves:
+            leaves.pop()
+        else:
+            errors.pop()
+        text = json.dumps(summary, separators=(",", ":"))
+    return text
