@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,21 +257,17 @@ class Cluster:
                 return json.loads(e.read() or b"{}")
             raise RuntimeError(f"{method} {path}: {e.code} {e.read().decode(errors='replace')[:500]}") from e
 
-    def add_gpu_nodes(self, count: int, prefix: str = "gpu-node", gpus: int = 8) -> list[str]:
-        names = []
-        for i in range(count):
-            name = f"{prefix}-{i}"
-            self.request("POST", "/api/v1/nodes", fake_gpu_node(name, gpus), ok=(200, 201, 409))
-            names.append(name)
+    def add_nodes(self, count: int, prefix: str, make: Callable[[str], dict]) -> list[str]:
+        names = [f"{prefix}-{i}" for i in range(count)]
+        for name in names:
+            self.request("POST", "/api/v1/nodes", make(name), ok=(200, 201, 409))
         return names
 
+    def add_gpu_nodes(self, count: int, prefix: str = "gpu-node", gpus: int = 8) -> list[str]:
+        return self.add_nodes(count, prefix, lambda name: fake_gpu_node(name, gpus))
+
     def add_cpu_nodes(self, count: int, prefix: str = "cpu-node") -> list[str]:
-        names = []
-        for i in range(count):
-            name = f"{prefix}-{i}"
-            self.request("POST", "/api/v1/nodes", fake_cpu_node(name), ok=(200, 201, 409))
-            names.append(name)
-        return names
+        return self.add_nodes(count, prefix, fake_cpu_node)
 
     def wait_nodes_ready(self, names: list[str], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -188,42 +188,27 @@ def operator(operator_kubeconfig: Path) -> Iterator[Any]:
     assert "Traceback" not in runner.output, runner.output
 
 
-@pytest.fixture
-def workspace(kube: Kube, namespace: str) -> str:
-    """The workspace claim of the namespace, bound to a statically provisioned volume (no provisioner here)."""
-    pv_name = f"ws-{namespace}"
+def bind_claim(kube: Kube, namespace: str, claim: str, access: str = "ReadWriteMany") -> None:
+    """A claim bound to a statically provisioned hostPath volume (no provisioner here); waits until Bound."""
+    pv = f"{claim}-{namespace}"
     kube.apply(
         [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv_name},
-                "spec": {
-                    "capacity": {"storage": "10Gi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "storageClassName": "",
-                    "hostPath": {"path": f"/tmp/labrador-test-pv/{namespace}"},
-                    "claimRef": {"namespace": namespace, "name": "labrador-workspace"},
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "labrador-workspace"},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "volumeName": pv_name,
-                    "resources": {"requests": {"storage": "10Gi"}},
-                },
-            },
+            {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+             "spec": {"capacity": {"storage": "10Gi"}, "accessModes": [access], "storageClassName": "",
+                      "persistentVolumeReclaimPolicy": "Delete", "hostPath": {"path": f"/tmp/labrador-test-pv/{pv}"},
+                      "claimRef": {"namespace": namespace, "name": claim}}},
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+             "spec": {"accessModes": [access], "storageClassName": "", "volumeName": pv,
+                      "resources": {"requests": {"storage": "10Gi"}}}},
         ],
         namespace,
-    )
-    wait_for(
-        lambda: kube.get("pvc", "labrador-workspace", namespace).get("status", {}).get("phase") == "Bound",
-        timeout=30,
-        what="workspace claim bound",
-    )
+    )  # fmt: skip
+    wait_for(lambda: kube.get("pvc", claim, namespace).get("status", {}).get("phase") == "Bound",
+             timeout=30, what=f"claim {claim} bound")  # fmt: skip
+
+
+@pytest.fixture
+def workspace(kube: Kube, namespace: str) -> str:
+    """The workspace claim of the namespace."""
+    bind_claim(kube, namespace, "labrador-workspace")
     return "labrador-workspace"

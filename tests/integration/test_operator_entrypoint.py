@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -26,7 +27,11 @@ def test_operator_serves_probe_and_metrics_and_exits_on_sigterm(installed: Kube,
     log = open(tmp_path / "operator.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(exe), f"--liveness=http://127.0.0.1:{health}/healthz", f"--metrics-port={metrics}", "-A"],
-        env={**os.environ, "KUBECONFIG": str(installed.cluster.kubeconfig)},
+        # not the in-process test operator's settings (webhooks, pod annotations): a plain start
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("LABRADOR_")},
+            "KUBECONFIG": str(installed.cluster.kubeconfig),
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -38,6 +43,7 @@ def test_operator_serves_probe_and_metrics_and_exits_on_sigterm(installed: Kube,
 
         wait_for(healthy, timeout=60, what="liveness endpoint")
         assert _get(f"http://127.0.0.1:{metrics}/metrics") == 200
+        time.sleep(2)  # watches established: stop it as Kubernetes would stop a running pod
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.integration.conftest import Kube, wait_for
+from tests.integration.conftest import Kube, bind_claim, wait_for
 
 SYNC_RESULT = {
     "valid": True,
@@ -140,37 +140,7 @@ def test_whole_pipeline_waits_pins_and_chains(installed: Kube, operator: Any, na
             "evaluation": {"enabled": False},
         },
     }
-    # the models claim the pods mount (pvc://models/...), statically provisioned like the workspace
-    pv = f"models-{namespace}"
-    installed.apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadOnlyMany"],
-                    "storageClassName": "",
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "hostPath": {"path": f"/tmp/labrador-test-pv/{pv}"},
-                    "claimRef": {"namespace": namespace, "name": "models"},
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "models"},
-                "spec": {
-                    "accessModes": ["ReadOnlyMany"],
-                    "storageClassName": "",
-                    "volumeName": pv,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        ],
-        namespace,
-    )
+    bind_claim(installed, namespace, "models", access="ReadOnlyMany")  # the pvc://models/... claim
     installed.apply([sdg, ft], namespace)
     s = wait_phase(installed, "sdg", namespace, "data", "Waiting")
     assert conds(s)["TaxonomyReady"] == ("False", "TaxonomyNotFound")

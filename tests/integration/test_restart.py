@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, cluster_mod, wait_for
+from tests.integration.conftest import Kube, bind_claim, cluster_mod, wait_for
 
 
 class OperatorProcess:
@@ -80,36 +80,7 @@ def test_killed_operator_resumes_without_duplicates(
 ) -> None:
     ns = r_namespace
     kube = installed
-    pv = f"ws-{ns}"
-    kube.apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "hostPath": {"path": f"/tmp/labrador-test-pv/{pv}"},
-                    "claimRef": {"namespace": ns, "name": "labrador-workspace"},
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "labrador-workspace"},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "volumeName": pv,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        ],
-        ns,
-    )
+    bind_claim(kube, ns, "labrador-workspace")
     op = OperatorProcess(operator_kubeconfig, tmp_path / "operator.log")
     op.start()
     try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from labrador_operator.api.common import (
     GPU_TOLERATION,
@@ -40,6 +41,19 @@ Manifest = dict[str, Any]
 MAX_CHILD_NAME = 52
 CONFIG_MOUNT = "/etc/labrador"
 TERMINATION_LOG = "/dev/termination-log"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The parent object as builders need it; each builder module subclasses it with its kind."""
+
+    KIND: ClassVar[str] = ""
+    namespace: str
+    name: str
+    uid: str
+
+    def ref(self) -> dict[str, str]:
+        return {"kind": self.KIND, "name": self.name, "uid": self.uid}
 
 
 def _short_hash(text: str, n: int = 6) -> str:

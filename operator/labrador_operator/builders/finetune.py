@@ -21,16 +21,8 @@ from labrador_operator.settings import Settings
 KIND = "FineTuneJob"
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The parent object as builders need it."""
-
-    namespace: str
-    name: str
-    uid: str
-
-    def ref(self) -> dict[str, str]:
-        return {"kind": KIND, "name": self.name, "uid": self.uid}
+class Owner(common.Owner):
+    KIND = KIND
 
 
 @dataclass(frozen=True)

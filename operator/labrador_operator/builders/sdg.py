@@ -18,14 +18,8 @@ from labrador_operator.settings import Settings
 KIND = "SyntheticDataJob"
 
 
-@dataclass(frozen=True)
-class Owner:
-    namespace: str
-    name: str
-    uid: str
-
-    def ref(self) -> dict[str, str]:
-        return {"kind": KIND, "name": self.name, "uid": self.uid}
+class Owner(common.Owner):
+    KIND = KIND
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ mounted read-only at /taxonomy-src and validated from there. The snapshot goes t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from labrador_operator.api.common import BaseResources, RunPolicy
@@ -24,14 +23,8 @@ EXIT_INVALID = 1
 SYNC_RESOURCES = BaseResources(cpu="500m", memory="1Gi")
 
 
-@dataclass(frozen=True)
-class Owner:
-    namespace: str
-    name: str
-    uid: str
-
-    def ref(self) -> dict[str, str]:
-        return {"kind": KIND, "name": self.name, "uid": self.uid}
+class Owner(common.Owner):
+    KIND = KIND
 
 
 def parse_duration(value: str | None) -> int:
