@@ -127,8 +127,7 @@ def taxonomy_repo(tmp_path: Path, docs_repo: DocsRepo) -> TaxonomyRepo:
 @pytest.fixture(scope="session")
 def token_counter() -> Callable[[str], int]:
     """SmolLM2's tokenizer, loaded from the GGUF once per session."""
-    if not GGUF.is_file():
-        pytest.skip(f"tokenizer GGUF not found: {GGUF}")
+    assert GGUF.is_file(), f"tokenizer GGUF not found: {GGUF} (run `make install`)"
     from labrador_trainer.taxonomy.budget import load_counter
 
     return load_counter(GGUF)
