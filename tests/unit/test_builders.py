@@ -136,6 +136,24 @@ def test_phases_chain_through_deterministic_checkpoints() -> None:
     assert json.loads(best["skills-select.json"])["exportDir"] == "/workspace/models/team-a/granite"
 
 
+def test_evaluation_reads_the_sdg_outputs_and_a_judge_served_in_its_pod() -> None:
+    data = b.Data("d/k.jsonl", "d/s.jsonl", multiple_choice="d/mcq.jsonl", held_out="d/heldout.jsonl", general=("r",))
+    judge = {"judge": {"model": {"uri": "pvc://models/judge"}}, "checkpointSelection": "best"}
+    cm = b.build_config_map(OWNER, spec(evaluation=judge), data, SETTINGS)["data"]
+    ev, sel = json.loads(cm["evaluate.json"]), json.loads(cm["knowledge-select.json"])
+    for cfg in (ev, sel):
+        assert cfg["multipleChoice"] == "/workspace/d/mcq.jsonl" and cfg["heldOut"] == "/workspace/d/heldout.jsonl"
+        assert cfg["general"] == ["/workspace/r"]
+        assert cfg["judge"] == {"kind": "vllm", "model": "/models/judge-model/judge", "vllm": {}}
+        assert "judge" not in cfg["evaluation"]
+    pod = b.build_evaluate_job(OWNER, spec(evaluation=judge), SETTINGS)["spec"]["template"]["spec"]
+    volumes = {v["name"] for v in pod["volumes"]}
+    assert {"base-model", "judge-model"} <= volumes
+    explicit = spec(evaluation={"general": ["general/a.jsonl"]})
+    ev = json.loads(b.build_config_map(OWNER, explicit, data, SETTINGS)["data"]["evaluate.json"])
+    assert ev["general"] == ["/workspace/general/a.jsonl"] and ev["judge"] is None
+
+
 def test_remote_models_are_fetched_with_credentials_from_env_only() -> None:
     m = model_mount(ModelSource(uri="hf://ibm-granite/granite-3.1-8b-base@main", secret_ref={"name": "hf"}), "base")
     assert m.fetch is not None and m.path.startswith("/workspace/.labrador/models/")

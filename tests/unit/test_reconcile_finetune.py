@@ -132,10 +132,13 @@ def test_waiting_and_failed_data() -> None:
     assert conds(p)["DataReady"] == ("False", "WaitingForSyntheticData") and p.create == []
     p = run(s, Children(), decide.data_from_sdg(s, {"status": {"phase": "Failed"}}))
     assert p.status["phase"] == "Failed"
-    ok = decide.data_from_sdg(
-        s, {"status": {"phase": "Succeeded", "outputs": {"knowledge": "sdg/k.jsonl", "skills": "sdg/s.jsonl"}}}
-    )
-    assert ok.data == b.Data(knowledge="sdg/k.jsonl", skills="sdg/s.jsonl")
+    outputs = {"knowledge": "sdg/k.jsonl", "skills": "sdg/s.jsonl", "multipleChoice": "sdg/m.jsonl", "heldOut": "h"}
+    sdg = {"spec": {"mixing": {"replay": [{"path": "replay/a.jsonl", "samplingSize": 10}]}}}
+    ok = decide.data_from_sdg(s, {**sdg, "status": {"phase": "Succeeded", "outputs": outputs}})
+    assert ok.data == b.Data(
+        knowledge="sdg/k.jsonl", skills="sdg/s.jsonl", multiple_choice="sdg/m.jsonl", held_out="h",
+        general=("replay/a.jsonl",),
+    )  # fmt: skip
 
 
 def test_suspend_patches_running_jobs_and_creates_nothing() -> None:

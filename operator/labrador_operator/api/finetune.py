@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -200,6 +200,12 @@ class TrainingResources(BaseResources):
     )
 
 
+WorkspacePath = Annotated[
+    str,
+    Field(min_length=1, max_length=1024, json_schema_extra=validations(cel(REL_PATH_RULE, REL_PATH_MESSAGE))),
+]
+
+
 class Judge(ApiModel):
     """A judge for answer scoring: a model served in the evaluation pod, or an endpoint. Exactly one."""
 
@@ -228,6 +234,12 @@ class Evaluation(ApiModel):
     )
     judge: Judge | None = Field(default=None, description="Judge for answer scoring (default: no judged scores).")
     max_questions: int = Field(default=200, ge=1, le=100_000, description="Questions per measure.")
+    general: list[WorkspacePath] | None = Field(
+        default=None,
+        max_length=32,
+        description="Messages JSONL files of general material the run does not train on, relative to the workspace, "
+        "for the forgetting check (default: the SyntheticDataJob's replay datasets).",
+    )
 
 
 class Output(ApiModel):

@@ -222,6 +222,11 @@ class Outputs(StatusModel):
     multiple_choice: str | None = Field(
         default=None, max_length=1024, description="Multiple-choice questions for evaluation (workspace path)."
     )
+    held_out: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The taxonomy's seed examples, never trained on verbatim, for evaluation (workspace path).",
+    )
     counts: Counts | None = Field(default=None, description="Sample counts.")
 
 

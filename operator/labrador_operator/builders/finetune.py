@@ -14,7 +14,7 @@ from typing import Any
 
 from labrador_operator.api.finetune import FineTuneJobSpec, TrainingPhase
 from labrador_operator.builders import common
-from labrador_operator.builders.models import model_mount
+from labrador_operator.builders.models import ModelMount, model_mount
 from labrador_operator.constants import WORKSPACE_MOUNT
 from labrador_operator.settings import Settings
 
@@ -31,6 +31,9 @@ class Data:
 
     knowledge: str | None
     skills: str | None
+    multiple_choice: str | None = None
+    held_out: str | None = None
+    general: tuple[str, ...] = ()
 
     def path(self, dataset: str) -> str | None:
         return self.knowledge if dataset == "knowledge" else self.skills
@@ -102,6 +105,32 @@ def phase_config(owner: Owner, spec: FineTuneJobSpec, data: Data, index: int, ba
     }
 
 
+def judge_config(spec: FineTuneJobSpec) -> dict[str, Any] | None:
+    """The judge as the evaluate command reads it: a model path served by vLLM in the pod, or an endpoint."""
+    judge = spec.evaluation.judge
+    if judge is None:
+        return None
+    if judge.model is not None:
+        return {"kind": "vllm", "model": model_mount(judge.model, "judge-model").path, "vllm": {}}
+    assert judge.endpoint is not None
+    ep = judge.endpoint
+    return {"kind": "endpoint", "url": ep.url, "model": ep.model, "maxConcurrency": ep.max_concurrency}
+
+
+def _evaluation(spec: FineTuneJobSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.evaluation.wire().items() if k not in ("judge", "general")}
+
+
+def _eval_inputs(spec: FineTuneJobSpec, data: Data) -> dict[str, Any]:
+    general = spec.evaluation.general if spec.evaluation.general is not None else list(data.general)
+    return {
+        "multipleChoice": _ws(data.multiple_choice) if data.multiple_choice else None,
+        "heldOut": _ws(data.held_out) if data.held_out else None,
+        "general": [_ws(p) for p in general],
+        "judge": judge_config(spec),
+    }
+
+
 def evaluate_config(owner: Owner, spec: FineTuneJobSpec, data: Data, base_model: str) -> dict[str, Any]:
     last = spec.phases[-1].name
     tuned = _ws(output_dir(owner, spec))
@@ -112,7 +141,8 @@ def evaluate_config(owner: Owner, spec: FineTuneJobSpec, data: Data, base_model:
         "data": {k: _ws(v) for k, v in (("knowledge", data.knowledge), ("skills", data.skills)) if v},
         "phaseDir": _ws(phase_dir(owner, last)),
         "reportDir": _ws(f"{run_dir(owner)}/evaluation"),
-        "evaluation": spec.evaluation.wire(),
+        "evaluation": _evaluation(spec),
+        **_eval_inputs(spec, data),
     }
 
 
@@ -125,7 +155,8 @@ def select_config(owner: Owner, spec: FineTuneJobSpec, data: Data, index: int) -
         "selectedDir": _ws(f"{phase_dir(owner, phase.name)}/selected"),
         "exportDir": _ws(output_dir(owner, spec)) if last else None,
         "data": _ws(data.path(phase.dataset) or ""),
-        "evaluation": spec.evaluation.wire(),
+        "evaluation": _evaluation(spec),
+        **_eval_inputs(spec, data),
     }
 
 
@@ -173,6 +204,7 @@ def _pod(
     gpus: int,
     subdomain: str | None = None,
     with_ports: bool = True,
+    judge: bool = False,
 ) -> dict[str, Any]:
     ports = [{"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"}] if with_ports else None
     if with_ports and subdomain:
@@ -187,8 +219,13 @@ def _pod(
         config_map=config_map_name(owner),
         ports=ports,
         subdomain=subdomain,
-        models=[model_mount(spec.model, "base-model")],
+        models=[model_mount(spec.model, "base-model"), *_judge_mounts(spec, judge)],
     )
+
+
+def _judge_mounts(spec: FineTuneJobSpec, wanted: bool) -> list[ModelMount]:
+    judge = spec.evaluation.judge
+    return [model_mount(judge.model, "judge-model")] if wanted and judge and judge.model else []
 
 
 def build_phase_service(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest | None:
@@ -233,7 +270,7 @@ def build_select_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: 
         f"{common.CONFIG_MOUNT}/{phase}-select.json",
         f"--termination-log={common.TERMINATION_LOG}",
     ]
-    pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1))
+    pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1), judge=True)
     meta = common.metadata(name, owner.namespace, owner.ref(), f"{phase}-select")
     return common.job(
         meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, pod_metadata=spec.resources.pod_metadata
@@ -250,7 +287,7 @@ def build_evaluate_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) 
         f"--metrics-port={settings.metrics_port}",
         f"--termination-log={common.TERMINATION_LOG}",
     ]
-    pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1))
+    pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1), judge=True)
     if spec.evaluation.judge and spec.evaluation.judge.endpoint and spec.evaluation.judge.endpoint.api_key_secret_ref:
         ref = spec.evaluation.judge.endpoint.api_key_secret_ref
         main = pod["containers"][0]

@@ -40,6 +40,7 @@ def outputs(owner: Owner) -> dict[str, str]:
         "knowledge": f"{base}/knowledge_train_msgs.jsonl",
         "skills": f"{base}/skills_train_msgs.jsonl",
         "multipleChoice": f"{base}/mcq.jsonl",
+        "heldOut": f"{base}/heldout.jsonl",
     }
 
 
@@ -95,6 +96,7 @@ def build_config_map(owner: Owner, spec: SyntheticDataJobSpec, snap: Snapshot, s
             "replay": [{**r.wire(), "path": f"{WORKSPACE_MOUNT}/{r.path}"} for r in spec.mixing.replay or []],
         },
         "seed": spec.seed,
+        "taxonomy": f"{WORKSPACE_MOUNT}/{snap.path}",
     }
     meta = common.metadata(config_map_name(owner), owner.namespace, owner.ref(), "config")
     return common.config_map(

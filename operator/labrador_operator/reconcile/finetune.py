@@ -49,7 +49,16 @@ def data_from_sdg(spec: FineTuneJobSpec, sdg: dict[str, Any] | None) -> DataDepe
             waiting=Reason.WAITING_FOR_DATA,
             message=f"waiting for SyntheticDataJob {ref.name} to succeed (phase {phase or 'Pending'})",
         )
-    return DataDependency(data=b.Data(knowledge=outputs.get("knowledge"), skills=outputs.get("skills")))
+    replay = ((sdg.get("spec") or {}).get("mixing") or {}).get("replay") or []
+    return DataDependency(
+        data=b.Data(
+            knowledge=outputs.get("knowledge"),
+            skills=outputs.get("skills"),
+            multiple_choice=outputs.get("multipleChoice"),
+            held_out=outputs.get("heldOut"),
+            general=tuple(str(r["path"]) for r in replay if isinstance(r, dict) and r.get("path")),
+        )
+    )
 
 
 def finished(status: dict[str, Any], generation: int | None) -> bool:
