@@ -30,6 +30,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--webhook-cert-dir", help="directory with tls.crt, tls.key and ca.crt for the webhook server")
     p.add_argument("--webhook-service", help="<service>.<namespace>[:<port>] the API server calls (in a cluster)")
     p.add_argument("--webhook-host", help="host name or IP the API server calls (outside a cluster)")
+    p.add_argument(
+        "--peering",
+        help="kopf peering object to coordinate replicas through (ClusterKopfPeering when cluster-wide, KopfPeering "
+        "in each watched namespace); without it the operator runs standalone",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        help="peering priority: the highest live replica works, the others pause (default: random per process, so "
+        "replicas of one Deployment never tie)",
+    )
     return p.parse_args(argv)
 
 
@@ -41,10 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         (a.webhook_cert_dir, "LABRADOR_WEBHOOK_CERT_DIR"),
         (a.webhook_service, "LABRADOR_WEBHOOK_SERVICE"),
         (a.webhook_host, "LABRADOR_WEBHOOK_HOST"),
+        (a.peering, "LABRADOR_PEERING"),
+        (a.priority, "LABRADOR_PEERING_PRIORITY"),
     ):
-        if flag:
+        if flag is not None and flag != "":
             os.environ[env] = str(flag)
     importlib.import_module("labrador_operator.handlers")  # registers every handler (webhooks per the env)
+    if a.peering:
+        from labrador_operator.handlers.client import ensure_peering
+
+        for obj in ensure_peering(a.peering, a.namespace):
+            log.info("created peering object %s", obj)
     if a.metrics_port:
         prometheus_client.start_http_server(a.metrics_port)
     asyncio.run(
@@ -52,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not a.namespace,
             namespaces=a.namespace,
             liveness_endpoint=a.liveness,
-            standalone=True,
         )
     )
     return 0

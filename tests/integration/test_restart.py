@@ -23,20 +23,25 @@ from tests.integration.conftest import Kube, bind_claim, cluster_mod, wait_for
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
+    """`labrador-operator` as a child process (restricted to ``namespace``, a name or a glob)."""
+
+    def __init__(
+        self, kubeconfig: Path, log: Path, namespace: str = "r-*", args: tuple[str, ...] = (), **env: str
+    ) -> None:
+        self.kubeconfig, self.log, self.namespace, self.args, self.env = kubeconfig, log, namespace, args, env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         exe = Path(sys.executable).with_name("labrador-operator")
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "LABRADOR_PROGRESS_INTERVAL": "1"}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "LABRADOR_PROGRESS_INTERVAL": "1", **self.env}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [
                     str(exe),
-                    "--namespace=r-*",
+                    f"--namespace={self.namespace}",
                     "--metrics-port=0",
                     f"--liveness=http://127.0.0.1:{cluster_mod.free_port()}/healthz",
+                    *self.args,
                 ],
                 env=env,
                 stdout=out,

@@ -70,5 +70,12 @@ app.kubernetes.io/component: operator
   verbs: ["create", "patch"]
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+{{- end -}}
+
+{{/*
+Peering is on when asked for or when more than one replica runs ("true" or "").
+*/}}
+{{- define "labrador.peering" -}}
+{{- if or .Values.operator.peering.enabled (gt (int .Values.operator.replicas) 1) -}}true{{- end -}}
 {{- end -}}

@@ -102,3 +102,28 @@ def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         if e.status == 404:
             return None
         raise
+
+
+def ensure_peering(name: str, namespaces: list[str]) -> list[str]:
+    """Create the kopf peering object(s) replicas coordinate through, if missing: one ClusterKopfPeering when the
+    operator watches the whole cluster, else a KopfPeering in each named namespace (globs are the user's to create).
+    Returns what was created."""
+    custom = kubernetes.client.CustomObjectsApi(api())
+    created = []
+    targets = [ns for ns in namespaces if not any(c in ns for c in "*?[!")] if namespaces else [None]
+    for ns in targets:
+        body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+        try:
+            if ns is None:
+                custom.create_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", body | {"kind": "ClusterKopfPeering"}
+                )
+            else:
+                custom.create_namespaced_custom_object(
+                    "kopf.dev", "v1", ns, "kopfpeerings", body | {"kind": "KopfPeering"}
+                )
+            created.append(f"{ns}/{name}" if ns else name)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    return created

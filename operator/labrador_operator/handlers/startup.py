@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,26 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    settings.peering.standalone = True
+    configure_peering(settings, os.environ)
     settings.execution.max_workers = 16
     server = webhook_server(os.environ)
     if server is not None:
         settings.admission.server = server
         settings.admission.managed = API_GROUP
+
+
+def configure_peering(settings: kopf.OperatorSettings, env: Mapping[str, str]) -> None:
+    """Standalone unless LABRADOR_PEERING names a peering object: then replicas see each other through it, the one
+    with the highest priority works and the others pause until its heartbeat (every lifetime/2 s) stops."""
+    name = env.get("LABRADOR_PEERING", "")
+    settings.peering.standalone = not name
+    if not name:
+        return
+    settings.peering.name = name
+    settings.peering.mandatory = True  # the chart creates the object: a missing one is an error, not a silent solo
+    settings.peering.lifetime = int(env.get("LABRADOR_PEERING_LIFETIME", "60"))
+    priority = env.get("LABRADOR_PEERING_PRIORITY")
+    settings.peering.priority = int(priority) if priority else secrets.randbelow(2**31 - 1) + 1
 
 
 class ServiceWebhookServer(kopf.WebhookServer):
