@@ -1,9 +1,10 @@
-"""``labrador-trainer train`` and ``labrador-trainer model prepare``: argv in, one library call out."""
+"""``labrador-trainer train`` and ``labrador-trainer model prepare|fetch``: argv in, one library call out."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("labrador_trainer")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,6 +35,11 @@ def add_parser(subparsers: Any) -> None:
     prep.add_argument("--out", required=True)
     prep.add_argument("--layers", type=int, default=None, help="keep only the first N decoder layers")
     prep.set_defaults(func=run_prepare)
+    fetch = msub.add_parser("fetch", help="fetch an hf://, s3:// or oci:// model into a directory, once")
+    fetch.add_argument("--uri", required=True)
+    fetch.add_argument("--dest", required=True)
+    fetch.add_argument("--endpoint", default=None, help="S3 endpoint URL (non-AWS stores) or Hub mirror URL")
+    fetch.set_defaults(func=run_fetch)
 
 
 def torchrun_argv(args: argparse.Namespace, termination_log: str) -> list[str]:
@@ -107,6 +115,21 @@ def run_prepare(args: argparse.Namespace) -> int:
     from labrador_trainer.models import prepare_model
 
     print(prepare_model(args.gguf, args.out, layers=args.layers))
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    """Exit 2 for a URI that can never work, 1 for a fetch that failed (the pod's retry may succeed)."""
+    from labrador_trainer.fetch import FetchError, SourceError, fetch
+
+    try:
+        print(fetch(args.uri, args.dest, endpoint=args.endpoint))
+    except SourceError as e:
+        log.error("%s", e)
+        return 2
+    except FetchError as e:
+        log.error("fetch failed: %s", e)
+        return 1
     return 0
 
 
