@@ -80,3 +80,21 @@ def test_sync_summary_fills_the_taxonomy_status() -> None:
     assert status["counts"] == {"knowledge": 200, "freeformSkill": 1, "groundedSkill": 0, "total": 201}
     assert status["errors"] == [{"path": "knowledge/topic1/qna.yaml", "line": 7, "message": "too few seed examples"}]
     assert 0 < len(status["leaves"]) < 201  # as many as fit in the termination message; counts stay exact
+
+
+def test_model_fetch_init_step_parses_in_the_trainer_cli() -> None:
+    from labrador_operator.api.common import ModelSource
+    from labrador_operator.builders.models import model_mount
+    from labrador_trainer.cli import build_parser
+    from labrador_trainer.fetch import parse
+
+    for uri, endpoint in (
+        ("hf://org/model@v2", None),
+        ("s3://bucket/models/m", "https://minio:9000"),
+        ("oci://r.io/a/m:1", None),
+    ):
+        mount = model_mount(ModelSource(uri=uri, endpoint=endpoint), "base")
+        assert mount.fetch is not None
+        args = build_parser().parse_args(mount.fetch[1:])
+        assert args.uri == uri and args.dest == mount.path and args.endpoint == endpoint
+        assert parse(uri).scheme == uri.split(":", 1)[0]
