@@ -5,6 +5,7 @@ Nothing here talks to the user's cluster: every kubectl/helm call gets the test 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -142,9 +143,10 @@ def installed(kube: Kube) -> Kube:
     return kube
 
 
-@pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def scratch_namespace(kube: Kube, prefix: str) -> Iterator[str]:
+    """A fresh namespace ``<prefix>-<random>`` with its default ServiceAccount, deleted (without waiting) after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     kube.kubectl("create", "namespace", name)
     wait_for(
         lambda: kube.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
@@ -155,6 +157,36 @@ def namespace(kube: Kube) -> Iterator[str]:
         yield name
     finally:
         kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A namespace the in-process operator watches (``t-*``)."""
+    with scratch_namespace(kube, "t") as name:
+        yield name
+
+
+def one_phase_job(name: str, annotations: dict[str, str] | None = None, **run_policy: Any) -> dict[str, Any]:
+    """A FineTuneJob with one phase on explicit data, one pod, evaluation off; ``annotations`` steer kwok."""
+    return {
+        "apiVersion": "labrador.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": "hf://org/model"},
+            "data": {"knowledgePath": "data/k.jsonl"},
+            "phases": [{"name": "only", "dataset": "knowledge"}],
+            "resources": {
+                "nodes": 1,
+                "gpusPerNode": 1,
+                "cpu": "1",
+                "memory": "1Gi",
+                "podMetadata": {"annotations": annotations or {}},
+            },
+            "evaluation": {"enabled": False},
+            "runPolicy": run_policy,
+        },
+    }
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 from lupa import lua51
 
 from tests.conftest import ROOT
-from tests.integration.conftest import Kube, wait_for
+from tests.integration.conftest import Kube, one_phase_job, wait_for
 from tests.integration.test_pipeline import taxonomy
 
 SCRIPT = (ROOT / "charts" / "labrador" / "argocd" / "health.lua").read_text()
@@ -29,26 +29,7 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
     return result["status"], result["message"]
 
 
-def ft(name: str, annotations: dict[str, str] | None = None, **run_policy: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "labrador.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": "hf://org/model"},
-            "data": {"knowledgePath": "data/k.jsonl"},
-            "phases": [{"name": "only", "dataset": "knowledge"}],
-            "resources": {
-                "nodes": 1,
-                "gpusPerNode": 1,
-                "cpu": "1",
-                "memory": "1Gi",
-                "podMetadata": {"annotations": annotations or {}},
-            },
-            "evaluation": {"enabled": False},
-            "runPolicy": run_policy,
-        },
-    }
+ft = one_phase_job
 
 
 def test_health_of_real_objects(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:

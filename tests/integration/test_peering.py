@@ -8,14 +8,12 @@ CRDs rendered from the chart (`operator.peering.enabled`); the operator creates 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, Kube, bind_claim, wait_for
+from tests.integration.conftest import ROOT, Kube, bind_claim, one_phase_job, scratch_namespace, wait_for
 from tests.integration.test_restart import OperatorProcess
 
 
@@ -27,27 +25,8 @@ def p_namespace(installed: Kube) -> Iterator[str]:
     ).stdout  # fmt: skip
     installed.kubectl("apply", "-f", "-", input=rendered)
     installed.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
-    name = f"p-{uuid.uuid4().hex[:8]}"
-    installed.kubectl("create", "namespace", name)
-    try:
+    with scratch_namespace(installed, "p") as name:
         yield name
-    finally:
-        installed.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def _job(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "labrador.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": "hf://org/model"},
-            "data": {"knowledgePath": "data/k.jsonl"},
-            "phases": [{"name": "knowledge", "dataset": "knowledge"}],
-            "resources": {"nodes": 1, "gpusPerNode": 1, "cpu": "1", "memory": "1Gi"},
-            "evaluation": {"enabled": False},
-        },
-    }
 
 
 def _jobs(kube: Kube, ns: str) -> list[str]:
@@ -86,8 +65,8 @@ def test_standby_replica_takes_over_without_duplicates(
             timeout=60,
             what="the standby to hold its watches in favour of the higher priority replica",
         )
-        kube.apply(_job("first"), ns)
-        wait_for(lambda: _jobs(kube, ns) == ["first-knowledge"], timeout=60, what="children of the first job")
+        kube.apply(one_phase_job("first"), ns)
+        wait_for(lambda: _jobs(kube, ns) == ["first-only"], timeout=60, what="children of the first job")
         wait_for(
             lambda: (kube.get("ftj", "first", ns).get("status") or {}).get("phase") == "Succeeded",
             timeout=90,
@@ -95,9 +74,9 @@ def test_standby_replica_takes_over_without_duplicates(
         )
 
         active.kill()  # no goodbye: the standby takes over once the heartbeat expires
-        kube.apply(_job("second"), ns)
+        kube.apply(one_phase_job("second"), ns)
         wait_for(
-            lambda: _jobs(kube, ns) == ["first-knowledge", "second-knowledge"],
+            lambda: _jobs(kube, ns) == ["first-only", "second-only"],
             timeout=90,
             what="the standby creating the second job's children",
         )
@@ -110,7 +89,7 @@ def test_standby_replica_takes_over_without_duplicates(
         standby.stop()
         if active.proc is not None and active.proc.poll() is None:
             active.stop()
-    assert _jobs(kube, ns) == ["first-knowledge", "second-knowledge"]
+    assert _jobs(kube, ns) == ["first-only", "second-only"]
     peering = kube.get("kopfpeering", "labrador", ns)
     assert peering["metadata"]["name"] == "labrador"
     for log in ("active.log", "standby.log"):

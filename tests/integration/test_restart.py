@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, bind_claim, cluster_mod, wait_for
+from tests.integration.conftest import Kube, bind_claim, cluster_mod, scratch_namespace, wait_for
 
 
 class OperatorProcess:
@@ -61,12 +60,8 @@ class OperatorProcess:
 
 @pytest.fixture
 def r_namespace(installed: Kube) -> Iterator[str]:
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    installed.kubectl("create", "namespace", name)
-    try:
+    with scratch_namespace(installed, "r") as name:
         yield name
-    finally:
-        installed.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _items(kube: Kube, resource: str, ns: str) -> list[dict[str, Any]]:
