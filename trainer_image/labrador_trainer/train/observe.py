@@ -10,6 +10,12 @@ from typing import Any
 SUMMARY_LIMIT = 4096
 
 
+def metrics_addr() -> str:
+    """Where metrics servers listen: all interfaces, unless ``LABRADOR_METRICS_ADDR`` narrows it (the local node
+    runner sets it to the pod's 127.0.0.x address, as its pods share the host's network)."""
+    return os.environ.get("LABRADOR_METRICS_ADDR") or "0.0.0.0"
+
+
 class Observer:
     """Rank 0 reports; other ranks get a no-op observer (``enabled=False``)."""
 
@@ -34,7 +40,7 @@ class Observer:
                 name = f"labrador_train_{k}"
                 existing = REGISTRY._names_to_collectors.get(name)  # re-used when run twice in one process
                 self._gauges[k] = existing or Gauge(name, doc)
-            start_http_server(metrics_port)
+            start_http_server(metrics_port, addr=metrics_addr())
 
     def phase_start(self, name: str, total_steps: int, done: int) -> None:
         if not self.enabled:
@@ -74,7 +80,8 @@ class Observer:
 
 
 def write_summary(path: str | Path | None, summary: dict[str, Any]) -> None:
-    """JSON summary, at most 4 KiB (Kubernetes termination messages), written atomically."""
+    """JSON summary, at most 4 KiB (Kubernetes termination messages). Written in place, not by rename: the kubelet
+    bind-mounts the termination-message file into the container, and renaming onto a mount point fails (EBUSY)."""
     if path is None:
         return
     text = json.dumps(summary, separators=(",", ":"), sort_keys=True)
@@ -83,9 +90,10 @@ def write_summary(path: str | Path | None, summary: dict[str, Any]) -> None:
         text = json.dumps(summary, separators=(",", ":"), sort_keys=True)[:SUMMARY_LIMIT]
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, p)
+    with p.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def loss_curve_svg(losses: list[float], path: str | Path, *, title: str = "training loss") -> None:
