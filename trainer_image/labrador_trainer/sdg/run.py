@@ -1,0 +1,360 @@
+"""``labrador-trainer generate``: run the flows of one shard's leaves, stage by stage, every leaf of a round batched
+into one teacher call, with results kept per leaf and stage so a rerun after a kill skips finished work.
+
+On disk, per leaf (``<outputDir>/<leaf slug>/``):
+- ``<k>-<stage>.partial.jsonl``: results appended as requests finish, ``{"i": request index, "items", "drop",
+  "tokens"}``
+- ``<k>-<stage>.jsonl`` + ``<k>-<stage>.json`` (counts): the stage's outputs, written when all its requests are in
+- ``samples.jsonl`` + ``summary.json``: the leaf's kept samples and counts, written last (the leaf is then done)
+Requests are deterministic (seeded per leaf, stage and index), so a resumed run asks exactly what the killed one did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labrador_trainer.sdg import parse
+from labrador_trainer.sdg.chunk import chunk_text
+from labrador_trainer.sdg.config import GenerateConfig
+from labrador_trainer.sdg.flows import FLOWS, Item, LeafWork, Stage, build_request, initial_items
+from labrador_trainer.sdg.llm import ChatRequest, Completion, Generator
+from labrador_trainer.sdg.observe import Observer
+from labrador_trainer.sdg.prompts import Template
+
+log = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """The taxonomy snapshot or config cannot be used (exit code 2)."""
+
+
+# -- planning -------------------------------------------------------------------------------------------------------
+def load_leaves(taxonomy: Path) -> list[dict[str, Any]]:
+    """The valid leaves of a ``taxonomy sync`` snapshot, sorted by path."""
+    report = taxonomy / "taxonomy.json"
+    if not report.is_file():
+        raise InputError(f"{report} not found: not a taxonomy snapshot (run `labrador-trainer taxonomy sync`)")
+    data = json.loads(report.read_text())
+    leaves = [leaf for leaf in data.get("leaves", []) if leaf.get("valid", True)]
+    return sorted(leaves, key=lambda leaf: leaf["path"])
+
+
+def shard_of(leaves: Sequence[dict[str, Any]], index: int, count: int) -> list[dict[str, Any]]:
+    """Leaf i goes to shard i mod count: deterministic, disjoint, and every leaf in exactly one shard."""
+    return [leaf for i, leaf in enumerate(leaves) if i % count == index]
+
+
+def targets(leaves: Sequence[dict[str, Any]], per_seed: int, max_samples: int | None) -> dict[str, int]:
+    """Samples to generate per leaf: ``per_seed`` × seed examples, scaled down (over all shards) to ``max_samples``."""
+    raw = {leaf["path"]: per_seed * max(1, int(leaf.get("seed_examples") or 0)) for leaf in leaves}
+    total = sum(raw.values())
+    if max_samples is None or total <= max_samples:
+        return raw
+    return {p: max(1, math.floor(n * max_samples / total)) for p, n in raw.items()}
+
+
+def leaf_work(
+    snapshot: Path, leaf: dict[str, Any], target: int, count: Callable[[str], int], chunk_tokens: int
+) -> LeafWork:
+    qna = yaml.safe_load((snapshot / "taxonomy" / leaf["path"]).read_text(encoding="utf-8")) or {}
+    seeds = [s for s in qna.get("seed_examples") or [] if isinstance(s, dict)]
+    work = LeafWork(
+        path=leaf["path"],
+        type=leaf["type"],
+        target=target,
+        seeds=seeds,
+        description=str(qna.get("task_description") or qna.get("domain") or qna.get("document_outline") or ""),
+    )
+    if leaf["type"] == "knowledge":
+        docs_dir = snapshot / "documents" / Path(leaf["path"]).parent
+        for name in leaf.get("documents") or []:
+            doc = docs_dir / name
+            if not doc.is_file() or not name.lower().endswith(".md"):
+                continue  # PDFs need conversion (docling in InstructLab); markdown only here
+            work.documents.append(name)
+            work.chunks += chunk_text(doc.read_text(encoding="utf-8", errors="replace"), count, chunk_tokens)
+        if not work.chunks:  # no markdown document: the seed contexts are the material
+            work.chunks = [s["context"] for s in seeds if isinstance(s.get("context"), str)]
+    return work
+
+
+# -- persistence ----------------------------------------------------------------------------------------------------
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a torn last line (a kill mid-write) is ignored."""
+    rows = []
+    if not path.is_file():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+@dataclass
+class StageState:
+    """One (leaf, stage): its input items and the results in so far."""
+
+    leaf: LeafWork
+    k: int
+    stage: Stage
+    inputs: list[Item]
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return f"{self.k}-{self.stage.name}"
+
+    def pending(self) -> list[int]:
+        return [i for i in range(len(self.inputs)) if i not in self.results]
+
+
+class LeafStore:
+    def __init__(self, root: Path, leaf: LeafWork) -> None:
+        self.dir = root / leaf.slug
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def done(self) -> bool:
+        return (self.dir / "summary.json").is_file()
+
+    def stage_output(self, stem: str) -> list[Item] | None:
+        if not (self.dir / f"{stem}.json").is_file():
+            return None
+        return _read_jsonl(self.dir / f"{stem}.jsonl")
+
+    def stage_counts(self, stem: str) -> dict[str, Any]:
+        return json.loads((self.dir / f"{stem}.json").read_text())
+
+    def partial(self, stem: str) -> dict[int, dict[str, Any]]:
+        return {int(r["i"]): r for r in _read_jsonl(self.dir / f"{stem}.partial.jsonl") if "i" in r}
+
+    def append(self, stem: str, rows: Iterable[dict[str, Any]]) -> None:
+        with (self.dir / f"{stem}.partial.jsonl").open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish_stage(self, stem: str, items: list[Item], counts: dict[str, Any], dropped: list[dict[str, Any]]) -> None:
+        rows = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped)
+        _write_atomic(self.dir / f"{stem}.dropped.jsonl", rows)
+        _write_atomic(self.dir / f"{stem}.jsonl", "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
+        _write_atomic(self.dir / f"{stem}.json", json.dumps(counts))
+        (self.dir / f"{stem}.partial.jsonl").unlink(missing_ok=True)
+
+    def finish_leaf(self, samples: list[Item], summary: dict[str, Any]) -> None:
+        _write_atomic(self.dir / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+        _write_atomic(self.dir / "summary.json", json.dumps(summary, indent=1))
+
+
+def _seed(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+# -- running --------------------------------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    output_tokens: int = 0
+    generated: int = 0
+    kept: int = 0
+    dropped_by: Tally[str] = field(default_factory=Tally)
+    leaves: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        templates: dict[str, Template],
+        generator: Callable[[], Generator],
+        observer: Observer,
+        *,
+        batch_size: int = 4096,
+    ) -> None:
+        self.cfg, self.templates, self.observer = cfg, templates, observer
+        self._make_generator = generator
+        self._gen: Generator | None = None
+        self.batch_size = batch_size
+        self.out = Path(cfg.output_dir)
+
+    @property
+    def gen(self) -> Generator:
+        if self._gen is None:
+            self._gen = self._make_generator()
+        return self._gen
+
+    def close(self) -> None:
+        if self._gen is not None:
+            self._gen.close()
+
+    def run(self, shard: tuple[int, int]) -> dict[str, Any]:
+        snapshot = Path(self.cfg.taxonomy)
+        every = load_leaves(snapshot)
+        mine = shard_of(every, *shard)
+        want = targets(every, self.cfg.samples_per_seed_example, self.cfg.max_samples)
+        flows = FLOWS[self.cfg.pipeline]
+        stores: dict[str, LeafStore] = {}
+        works: list[LeafWork] = []
+        summary = Summary()
+        for leaf in mine:
+            placeholder = LeafWork(leaf["path"], leaf["type"], want[leaf["path"]], [], "")
+            store = stores[leaf["path"]] = LeafStore(self.out, placeholder)
+            if store.done():
+                self._account(summary, json.loads((store.dir / "summary.json").read_text()))
+                continue
+            works.append(leaf_work(snapshot, leaf, want[leaf["path"]], self.gen.count_tokens, self.cfg.chunk_tokens))
+        self.observer.set_target(sum(want[leaf["path"]] for leaf in mine))
+        self.observer.add_generated(summary.generated)
+        log.info("shard %d/%d: %d leaves (%d already done)", *shard, len(mine), len(mine) - len(works))
+        current: dict[str, list[Item]] = {w.path: initial_items(w) for w in works}
+        counts: dict[str, Tally[str]] = {w.path: Tally() for w in works}
+        rounds = max((len(flows[w.type]) for w in works), default=0)
+        for k in range(rounds):
+            states = []
+            for w in works:
+                stages = flows[w.type]
+                if k >= len(stages):
+                    continue
+                store, stage = stores[w.path], stages[k]
+                stem = f"{k}-{stage.name}"
+                done = store.stage_output(stem)
+                if done is not None:  # finished before a restart
+                    current[w.path] = done
+                    counts[w.path].update(store.stage_counts(stem))
+                    if stage.generates:
+                        self.observer.add_generated(store.stage_counts(stem).get("generated", 0))
+                    continue
+                st = StageState(w, k, stage, current[w.path], store.partial(stem))
+                states.append(st)
+            if states:
+                self._run_round(k, states, stores, summary)
+                for st in states:
+                    items, c, dropped = self._collect(st)
+                    stores[st.leaf.path].finish_stage(st.stem, items, c, dropped)
+                    current[st.leaf.path] = items
+                    counts[st.leaf.path].update(c)
+        for w in works:
+            samples, c = self._final(w, current[w.path], counts[w.path])
+            leaf_summary = {"path": w.path, "type": w.type, "target": w.target, **c}
+            stores[w.path].finish_leaf(samples, leaf_summary)
+            self._account(summary, leaf_summary)
+        self.observer.finish()
+        return {
+            "shard": f"{shard[0]}/{shard[1]}",
+            "output_tokens": summary.output_tokens,
+            "counts": {
+                "generated": summary.generated,
+                "kept": summary.kept,
+                "dropped": summary.generated - summary.kept,
+            },
+            "dropped_by": dict(sorted(summary.dropped_by.items())),
+            "leaves": summary.leaves,
+        }
+
+    def _account(self, summary: Summary, leaf: dict[str, Any]) -> None:
+        summary.generated += int(leaf.get("generated", 0))
+        summary.kept += int(leaf.get("kept", 0))
+        summary.dropped_by.update(leaf.get("dropped_by") or {})
+        summary.output_tokens += int(leaf.get("output_tokens", 0))  # earlier runs' stages included
+        summary.leaves.append({"path": leaf["path"], "kept": leaf.get("kept", 0), "dropped": leaf.get("dropped", 0)})
+
+    def _run_round(self, k: int, states: list[StageState], stores: dict[str, LeafStore], summary: Summary) -> None:
+        names = sorted({st.stage.name for st in states})
+        self.observer.set_stage("+".join(names))
+        work: list[tuple[StageState, int, ChatRequest]] = []
+        for st in states:
+            t = self.templates[st.stage.template]
+            for i in st.pending():
+                seed = _seed(self.cfg.seed, st.leaf.path, st.stem, i)
+                req = build_request(st.stage, t, st.leaf, st.inputs[i], random.Random(seed), seed)
+                work.append((st, i, req))
+        self.observer.add_requests(len(work), round_=k)
+        for start in range(0, len(work), self.batch_size):
+            batch = work[start : start + self.batch_size]
+            done: list[tuple[StageState, int, Completion]] = []
+
+            def on_done(j: int, c: Completion, batch: list = batch, done: list = done) -> None:
+                self.observer.request_done(c.output_tokens)
+                done.append((batch[j][0], batch[j][1], c))
+
+            self.gen.generate([r for _, _, r in batch], on_done)
+            by_leaf: dict[str, list[dict[str, Any]]] = {}
+            for st, i, c in done:
+                items, drop = st.stage.apply(st.inputs[i], c.text) if c.error is None else ([], "error")
+                for n, item in enumerate(items):
+                    item["id"] = f"{st.leaf.slug}-{st.stem}-{i}-{n}" if st.stage.generates else item.get("id")
+                row = {"i": i, "items": items, "drop": drop, "tokens": c.output_tokens}
+                if c.error:
+                    row["error"] = c.error[:200]
+                elif drop:
+                    row["raw"] = (c.text or "")[:500]  # kept for prompt debugging (<stage>.dropped.jsonl)
+                st.results[i] = row
+                by_leaf.setdefault(st.leaf.path, []).append(row)
+                if st.stage.generates:
+                    self.observer.add_generated(len(items) or 1)
+            for st in states:
+                rows = by_leaf.get(st.leaf.path)
+                if rows:
+                    stores[st.leaf.path].append(st.stem, rows)
+
+    @staticmethod
+    def _collect(st: StageState) -> tuple[list[Item], dict[str, Any], list[dict[str, Any]]]:
+        items: list[Item] = []
+        c: Tally[str] = Tally()
+        dropped = []
+        for i in range(len(st.inputs)):
+            row = st.results[i]
+            items += row["items"]
+            if row["drop"]:
+                c[f"drop:{row['drop']}"] += 1
+                dropped.append({"i": i, "reason": row["drop"], "raw": row.get("raw"), "error": row.get("error")})
+            if st.stage.generates:
+                c["generated"] += len(row["items"]) or 1
+            c["tokens"] += int(row.get("tokens", 0))
+        return items, dict(c), dropped
+
+    def _final(self, w: LeafWork, items: list[Item], counts: Tally[str]) -> tuple[list[Item], dict[str, Any]]:
+        dropped_by: Tally[str] = Tally({k.removeprefix("drop:"): v for k, v in counts.items() if k.startswith("drop:")})
+        seen: set[str] = set()
+        seeds = w.seed_questions()
+        kept = []
+        for item in items:
+            key = parse.normalize(item["question"] + " " + item.get("context", ""))
+            if parse.normalize(item["question"]) in seeds:
+                dropped_by["seed_copy"] += 1
+            elif key in seen:
+                dropped_by["duplicate"] += 1
+            else:
+                seen.add(key)
+                kept.append({"leaf": w.path, "type": w.type, **item})
+        generated = counts.get("generated", 0)
+        return kept, {
+            "generated": generated,
+            "kept": len(kept),
+            "dropped": generated - len(kept),
+            "dropped_by": dict(sorted(dropped_by.items())),
+            "output_tokens": counts.get("tokens", 0),
+            "documents": w.documents,
+        }
