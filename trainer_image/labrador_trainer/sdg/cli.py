@@ -94,7 +94,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from labrador_trainer.sdg.llm import make_generator
     from labrador_trainer.sdg.observe import Observer
     from labrador_trainer.sdg.prompts import PromptError, load_templates
-    from labrador_trainer.sdg.run import InputError, Runner
+    from labrador_trainer.sdg.run import InputError, Runner, TeacherUnavailable
 
     try:
         cfg = _generate_config(args)
@@ -116,6 +116,10 @@ def run_generate(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         _write(args.termination_log, {"error": str(exc)[:3000]})
         return 2
+    except TeacherUnavailable as exc:
+        log.error("%s", exc)
+        _write(args.termination_log, {"error": str(exc)[:3000], "retryable": True})
+        return 1
     _write(args.termination_log, summary)
     c = summary["counts"]
     log.info(

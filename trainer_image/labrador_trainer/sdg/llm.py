@@ -36,6 +36,8 @@ class Completion:
     text: str | None
     output_tokens: int = 0
     error: str | None = None
+    #: the teacher was unreachable or failing (not the request's fault): a rerun should ask again
+    retryable: bool = False
 
 
 class Generator(Protocol):
@@ -130,11 +132,14 @@ class EndpointGenerator:
         timeout: float = 600.0,
         backoff: float = 1.0,
         tokenizer: str | None = None,
+        send_seed: bool = False,
     ) -> None:
         self.url, self.model = url, model
         self.max_concurrency = max(1, max_concurrency)
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         self.timeout, self.backoff = timeout, backoff
+        # off by default: many servers ignore per-request seeds, and vLLM's CPU build fails its engine on them
+        self.send_seed = send_seed
         self._tok: Any = None
         if tokenizer:
             from transformers import AutoTokenizer
@@ -173,7 +178,7 @@ class EndpointGenerator:
                             messages=r.messages,  # type: ignore[arg-type]
                             max_tokens=r.max_tokens,
                             temperature=r.temperature,
-                            seed=r.seed,
+                            seed=r.seed if self.send_seed else None,
                             stop=list(r.stop) or None,
                         )
                         text = resp.choices[0].message.content if resp.choices else None
@@ -188,7 +193,7 @@ class EndpointGenerator:
                         c = Completion(None, 0, f"HTTP {exc.status_code}: {exc.message}"[:300])
                         break
                 else:
-                    c = Completion(None, 0, f"gave up after {self.RETRIES + 1} attempts: {last}")
+                    c = Completion(None, 0, f"gave up after {self.RETRIES + 1} attempts: {last}", retryable=True)
             if on_done:
                 on_done(i, c)
             return c
@@ -214,5 +219,7 @@ def make_generator(cfg: Mapping[str, Any], *, seed: int = 0) -> Generator:
             str(cfg["model"]),
             max_concurrency=int(cfg.get("maxConcurrency") or 16),
             tokenizer=cfg.get("tokenizer"),
+            send_seed=bool(cfg.get("sendSeed", False)),
+            backoff=float(cfg.get("retryBackoffSeconds", 1.0)),
         )
     raise ValueError(f"unknown teacher kind {kind!r} (expected 'vllm' or 'endpoint')")

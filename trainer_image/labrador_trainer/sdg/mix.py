@@ -156,11 +156,17 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
             k_rows.append(
                 _row(f"{s['id']}-unmask", system, f"{s['chunk']}\n\n{s['question']}", s["answer"], meta, True)
             )
-    chunks = sorted({(leaf, s["chunk"]) for leaf, samples in knowledge.items() for s in samples})
+    chunks: set[tuple[str, str]] = set()  # (leaf, chunk): every chunk of every knowledge document
+    for p in summaries:
+        leaf = json.loads(p.read_text())["path"]
+        if (p.parent / "chunks.json").is_file():
+            chunks |= {(leaf, c) for c in json.loads((p.parent / "chunks.json").read_text())}
+    chunks |= {(leaf, s["chunk"]) for leaf, samples in knowledge.items() for s in samples}
+    pool_all = sorted(chunks)
 
     s_rows: list[dict[str, Any]] = []
     for leaf, samples in sorted(knowledge.items()):
-        pool = [c for lf, c in chunks if lf != leaf] or [c for lf, c in chunks if lf == leaf]
+        pool = [c for lf, c in pool_all if lf != leaf] or [c for lf, c in pool_all if lf == leaf]
         for s in samples:
             others = [c for c in pool if c != s["chunk"]]
             docs = [s["chunk"], *rng.sample(others, min(mixing.distractor_documents, len(others)))]

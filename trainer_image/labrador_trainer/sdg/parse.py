@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_LABEL = r"(?:^|\n)[ \t]*\**\[?{}\]?\**[ \t]*:"
+_LABEL = r"(?:^|\n)[ \t]*\**\[?{}\]?\**[ \t]*:\**"
 _QA = re.compile(
     _LABEL.format("Question")
     + r"(?P<q>.+?)"
@@ -43,7 +43,7 @@ def parse_field(text: str | None, label: str, *, min_words: int = 1, max_chars: 
     """The value after ``label:`` when the reply starts with that label (up to another label, if any)."""
     if not text:
         return None
-    m = re.match(r"\s*\**\[?" + re.escape(label) + r"\]?\**[ \t]*:(?P<v>.*)", text, re.S | re.I)
+    m = re.match(r"\s*\**\[?" + re.escape(label) + r"\]?\**[ \t]*:\**(?P<v>.*)", text, re.S | re.I)
     if not m:
         return None
     value = re.split(r"\n[ \t]*\**\[?(?:Question|Answer|Context)\]?\**[ \t]*:", m.group("v"), flags=re.I)[0]

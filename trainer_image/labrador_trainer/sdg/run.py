@@ -40,6 +40,11 @@ class InputError(ValueError):
     """The taxonomy snapshot or config cannot be used (exit code 2)."""
 
 
+class TeacherUnavailable(RuntimeError):
+    """Requests failed after retries (the teacher, not the request, was at fault): exit 1 so the pod is retried;
+    what did finish is kept and the retry asks only for the rest."""
+
+
 # -- planning -------------------------------------------------------------------------------------------------------
 def load_leaves(taxonomy: Path) -> list[dict[str, Any]]:
     """The valid leaves of a ``taxonomy sync`` snapshot, sorted by path."""
@@ -164,7 +169,9 @@ class LeafStore:
         _write_atomic(self.dir / f"{stem}.json", json.dumps(counts))
         (self.dir / f"{stem}.partial.jsonl").unlink(missing_ok=True)
 
-    def finish_leaf(self, samples: list[Item], summary: dict[str, Any]) -> None:
+    def finish_leaf(self, samples: list[Item], summary: dict[str, Any], chunks: list[str]) -> None:
+        if chunks:  # the leaf's document chunks: mixing draws distractor documents from them
+            _write_atomic(self.dir / "chunks.json", json.dumps(chunks, ensure_ascii=False))
         _write_atomic(self.dir / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
         _write_atomic(self.dir / "summary.json", json.dumps(summary, indent=1))
 
@@ -258,12 +265,13 @@ class Runner:
         for w in works:
             samples, c = self._final(w, current[w.path], counts[w.path])
             leaf_summary = {"path": w.path, "type": w.type, "target": w.target, **c}
-            stores[w.path].finish_leaf(samples, leaf_summary)
+            stores[w.path].finish_leaf(samples, leaf_summary, w.chunks if w.type == "knowledge" else [])
             self._account(summary, leaf_summary)
         self.observer.finish()
         return {
             "shard": f"{shard[0]}/{shard[1]}",
             "output_tokens": summary.output_tokens,
+            "requests": self.observer.requests_total,  # sent by this run (a resumed run sends only what was missing)
             "counts": {
                 "generated": summary.generated,
                 "kept": summary.kept,
@@ -291,6 +299,7 @@ class Runner:
                 req = build_request(st.stage, t, st.leaf, st.inputs[i], random.Random(seed), seed)
                 work.append((st, i, req))
         self.observer.add_requests(len(work), round_=k)
+        failures: list[str] = []
         for start in range(0, len(work), self.batch_size):
             batch = work[start : start + self.batch_size]
             done: list[tuple[StageState, int, Completion]] = []
@@ -302,6 +311,9 @@ class Runner:
             self.gen.generate([r for _, _, r in batch], on_done)
             by_leaf: dict[str, list[dict[str, Any]]] = {}
             for st, i, c in done:
+                if c.error is not None and c.retryable:
+                    failures.append(c.error)
+                    continue  # not recorded: a rerun asks again
                 items, drop = st.stage.apply(st.inputs[i], c.text) if c.error is None else ([], "error")
                 for n, item in enumerate(items):
                     item["id"] = f"{st.leaf.slug}-{st.stem}-{i}-{n}" if st.stage.generates else item.get("id")
@@ -318,6 +330,8 @@ class Runner:
                 rows = by_leaf.get(st.leaf.path)
                 if rows:
                     stores[st.leaf.path].append(st.stem, rows)
+        if failures:
+            raise TeacherUnavailable(f"{len(failures)} of {len(work)} requests failed after retries: {failures[-1]}")
 
     @staticmethod
     def _collect(st: StageState) -> tuple[list[Item], dict[str, Any], list[dict[str, Any]]]:
