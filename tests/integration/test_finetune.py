@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import load_example
-from tests.integration.conftest import Kube, wait_for
+from tests.integration.conftest import Kube, one_phase_job, wait_for
 
 
 def _ft(name: str, **spec: Any) -> dict[str, Any]:
@@ -254,3 +254,23 @@ def test_apply_to_children_latency(
         f"(kubectl apply returned after {applied:.2f}s; polled with kubectl)"
     )
     request.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
+
+
+def test_a_running_job_is_not_rewritten_in_a_loop(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """The operator writes the parent once per transition, not on every watch event it caused itself (a stale view
+    of its own conditions used to flip lastTransitionTime back and forth: ~35 status patches/s while running)."""
+    obj = one_phase_job("steady", {"labrador.dev/kwok-hold": "true"})
+    installed.apply(obj, namespace)
+    wait_for(lambda: _status(installed, namespace, "steady").get("phase") == "Running", timeout=60, what="Running")
+    rv = int(installed.get("finetunejob", "steady", namespace)["metadata"]["resourceVersion"])
+    time.sleep(8)  # mid-run: the pod holds (kwok), nothing to report
+    assert _status(installed, namespace, "steady")["phase"] == "Running"
+    # every write of the object since rv, replayed by a watch from that resourceVersion
+    url = f"/apis/labrador.dev/v1alpha1/namespaces/{namespace}/finetunejobs"
+    url += f"?watch=1&resourceVersion={rv}&fieldSelector=metadata.name%3Dsteady&timeoutSeconds=2"
+    events = [json.loads(line) for line in installed.kubectl("get", "--raw", url).stdout.splitlines() if line]
+    writes = sum(1 for e in events if e["type"] == "MODIFIED")
+    assert writes <= 3, f"{writes} writes of a running FineTuneJob in 8 s"
+    installed.kubectl("delete", "finetunejob", "steady", "-n", namespace)

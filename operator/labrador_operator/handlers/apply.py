@@ -22,9 +22,29 @@ _written: dict[tuple[str, str, str], dict[str, Any]] = {}
 _written_lock = threading.Lock()
 
 
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+
 def forget(plural: str, namespace: str, name: str) -> None:
     with _written_lock:
         _written.pop((plural, namespace, name), None)
+        _locks.pop((plural, namespace, name), None)
+
+
+def _object_lock(key: tuple[str, str, str]) -> threading.Lock:
+    """One reconcile at a time per object, whichever watch (parent, Job, Pod) triggered it."""
+    with _written_lock:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def current_status(plural: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body``'s status with what this process wrote last laid over it: an event or index entry may predate our own
+    patch, and deciding from it (e.g. a condition's lastTransitionTime) would undo that patch — and the patch's own
+    watch event would undo this one, a loop for as long as the object runs."""
+    meta = body["metadata"]
+    with _written_lock:
+        written = _written.get((plural, meta["namespace"], meta["name"]), {})
+    return {**(body.get("status") or {}), **written}
 
 
 def apply(plan: Plan, *, kind: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +61,7 @@ def apply(plan: Plan, *, kind: str, plural: str, body: dict[str, Any]) -> dict[s
     for child_kind, child, patch in plan.patch:
         client.patch_child(child_kind, ns, child, patch)
     key = (plural, ns, name)
-    with _written_lock:
-        current = {**(body.get("status") or {}), **_written.get(key, {})}
+    current = current_status(plural, body)
     diff = status_diff(current, plan.status)
     if diff:
         client.patch_status(plural, ns, name, diff)
@@ -60,12 +79,29 @@ def apply(plan: Plan, *, kind: str, plural: str, body: dict[str, Any]) -> dict[s
 
 
 def reconcile(
-    kind: str, plural: str, body: dict[str, Any], spec_model: type[BaseModel], decide: Callable[[Any], Plan]
+    kind: str,
+    plural: str,
+    body: dict[str, Any],
+    spec_model: type[BaseModel],
+    decide: Callable[[Any, dict[str, Any]], Plan],
 ) -> None:
-    """Parse the spec, decide, apply; an unparsable spec becomes a Failed status, never a crash loop."""
+    """Parse the spec, decide from the current status, apply — one at a time per object (the parent's and its
+    children's watches all land here); an unparsable spec becomes a Failed status, never a crash loop."""
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return
+    with _object_lock((plural, meta["namespace"], meta["name"])):
+        _reconcile(kind, plural, body, spec_model, decide)
+
+
+def _reconcile(
+    kind: str,
+    plural: str,
+    body: dict[str, Any],
+    spec_model: type[BaseModel],
+    decide: Callable[[Any, dict[str, Any]], Plan],
+) -> None:
+    meta = body["metadata"]
     t0 = time.perf_counter()
     result = "ok"
     try:
@@ -75,7 +111,7 @@ def reconcile(
             err = e.errors()[0]
             msg = f"spec is invalid at {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
             gen = meta.get("generation")
-            prev = (body.get("status") or {}).get("conditions")
+            prev = current_status(plural, body).get("conditions")
             bad = Plan(
                 status={
                     "phase": "Failed",
@@ -89,7 +125,7 @@ def reconcile(
             apply(bad, kind=kind, plural=plural, body=body)
             result = "invalid"
             return
-        apply(decide(spec), kind=kind, plural=plural, body=body)
+        apply(decide(spec, current_status(plural, body)), kind=kind, plural=plural, body=body)
     except Exception:
         result = "error"
         raise

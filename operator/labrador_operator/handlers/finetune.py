@@ -24,7 +24,7 @@ def reconcile_finetunejob(body: dict[str, Any], idx: dict[str, kopf.Index[Any, A
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
 
-    def plan(spec: FineTuneJobSpec) -> Any:
+    def plan(spec: FineTuneJobSpec, status: dict[str, Any]) -> Any:
         kids = indexes.children(
             (ns, KIND.lower(), name),
             idx["labrador_jobs"],
@@ -39,7 +39,7 @@ def reconcile_finetunejob(body: dict[str, Any], idx: dict[str, kopf.Index[Any, A
             owner=Owner(ns, name, meta["uid"]),
             spec=spec,
             generation=meta.get("generation"),
-            status=body.get("status"),
+            status=status,
             children=kids,
             dep=decide.data_from_sdg(spec, sdg),
             settings=SETTINGS,

@@ -24,7 +24,7 @@ def reconcile_sdg(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) ->
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
 
-    def plan(spec: SyntheticDataJobSpec) -> Any:
+    def plan(spec: SyntheticDataJobSpec, status: dict[str, Any]) -> Any:
         kids = indexes.children(
             (ns, KIND.lower(), name),
             idx["labrador_jobs"],
@@ -37,7 +37,7 @@ def reconcile_sdg(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) ->
             owner=Owner(ns, name, meta["uid"]),
             spec=spec,
             generation=meta.get("generation"),
-            status=body.get("status"),
+            status=status,
             children=kids,
             taxonomy=tax,
             settings=SETTINGS,

@@ -23,7 +23,7 @@ def reconcile_taxonomy(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
 
-    def plan(spec: TaxonomySpec) -> Any:
+    def plan(spec: TaxonomySpec, status: dict[str, Any]) -> Any:
         kids = indexes.children(
             (ns, KIND.lower(), name),
             idx["labrador_jobs"],
@@ -35,7 +35,7 @@ def reconcile_taxonomy(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]
             owner=Owner(ns, name, meta["uid"]),
             spec=spec,
             generation=int(meta.get("generation", 1)),
-            status=body.get("status"),
+            status=status,
             children=kids,
             now_epoch=time.time(),
             settings=SETTINGS,
