@@ -1,0 +1,76 @@
+"""Scale benchmark smoke: bench/operator_scale.py's run at N=20 for Labrador and for its Go peer (Kubeflow
+training-operator v1.8.1) on the session's control plane. Correctness only — every job Succeeded, each has exactly
+its children, none is orphaned; the timings belong to the benchmark.
+
+Each contender runs as its own process restricted to a fresh `scale-*` namespace (Labrador as the chart's
+ServiceAccount, the peer as the admin); the in-process operator of other tests watches only `t-*`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import kubernetes
+import pytest
+
+from tests.integration.conftest import ROOT, Kube, scratch_namespace
+
+N = 20
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("labrador_bench_operator_scale", ROOT / "bench" / "operator_scale.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def env(installed: Kube, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return bench.Env(installed.cluster, tmp_path_factory.mktemp("scale"))
+
+
+def _check(result: Any, problems: list[str]) -> None:
+    assert result.succeeded == N and not result.failed, f"failed: {result.failed}"
+    assert problems == []
+    assert not math.isnan(result.create_p99), "the bench's watches saw no children being created"
+    assert result.operator_writes > 0
+
+
+def test_labrador_runs_twenty_jobs_without_duplicates(env: Any, installed: Kube, operator_kubeconfig: Path) -> None:
+    with scratch_namespace(installed, "scale") as ns:
+        result = bench.run(
+            env, bench.LABRADOR, N, ns,
+            lambda: bench.labrador_operator(env, ns, operator_kubeconfig),
+            timeout_s=300, settle_s=1, idle_s=0,
+        )  # fmt: skip
+        problems = bench.child_problems(env, bench.LABRADOR, ns, {"Job": 1, "Service": 1, "ConfigMap": 1})
+        # the pods belong to the Jobs (the Job controller's): exactly one per completion index, none left over
+        pods = kubernetes.client.CoreV1Api(env.api).list_namespaced_pod(ns).items
+        per_job = Counter((p.metadata.labels or {}).get("batch.kubernetes.io/job-name") for p in pods)
+        assert per_job == {f"fin-{i:05d}-only": 2 for i in range(N)}
+    _check(result, problems)
+
+
+def test_training_operator_runs_twenty_jobs_without_duplicates(env: Any, installed: Kube) -> None:
+    peer_dir = bench.build_peer()
+    bench.install_crds(env, peer_dir / "crds", "pytorchjobs.kubeflow.org")
+    with scratch_namespace(installed, "scale") as ns:
+        result = bench.run(
+            env, bench.PEER, N, ns,
+            lambda: bench.peer_operator(env, ns, peer_dir, threads=1),
+            timeout_s=300, settle_s=1, idle_s=0,
+        )  # fmt: skip
+        problems = bench.child_problems(env, bench.PEER, ns, {"Pod": 2, "Service": 2})
+    _check(result, problems)
