@@ -36,6 +36,14 @@ lint: install ## ruff, import layering, CRD drift
 crds: install ## regenerate crds/ and the chart's CRD templates from the pydantic models
 	$(PY) -m labrador_operator.api.crdgen
 
+.PHONY: bench-scale
+bench-scale: install controlplane ## operator scale benchmark vs Kubeflow training-operator (N=1000; N=200 for a quick run)
+	$(PY) bench/operator_scale.py --n $(or $(N),1000)
+
+.PHONY: bench-sdg
+bench-sdg: install ## SDG throughput vs the raw vLLM engine and vs instructlab-sdg 0.8.3 (CPU, SmolLM2; SAMPLES=3)
+	$(PY) bench/sdg.py --samples-per-seed-example $(or $(SAMPLES),3)
+
 cluster-up: controlplane ## start the local control plane (K8S_VERSION=1.37.x to try another release)
 	@python3 hack/cluster.py up --dir $(CLUSTER_DIR)
 	@echo "Run:  eval \"\$$(python3 hack/cluster.py env --dir $(CLUSTER_DIR))\""
@@ -46,10 +54,11 @@ cluster-down: ## stop the local control plane
 argocd-values: install ## print Argo CD values that install Labrador's health checks
 	@$(PY) hack/argocd_values.py
 
-demo: ## whole pipeline through the operator on a local cluster, on CPU (not ready yet)
-	@echo "make demo: the end-to-end demo is not ready yet (tracked as the demo issue)." >&2; exit 2
+demo: install controlplane ## whole pipeline through the operator on a local cluster, on CPU (needs root; docs/demo.md)
+	@$(PY) hack/demo.py up --dir $(CLUSTER_DIR)
 
-demo-down: cluster-down ## stop everything the demo started
+demo-down: ## stop everything the demo started: node runner (and its pods), operator, control plane
+	@python3 hack/demo.py down --dir $(CLUSTER_DIR)
 
 clean: cluster-down ## remove local state (not the ~/.cache/labrador build cache)
 	rm -rf $(CLUSTER_DIR) .pytest_cache .ruff_cache

@@ -47,6 +47,8 @@ MAX_MESSAGE = 4096  # the kubelet's limit for a termination message file
 FALLBACK_LINES, FALLBACK_BYTES = 80, 2048  # FallbackToLogsOnError: the log's tail
 MAX_BACKOFF = 300.0
 RETRY_SECONDS = 2.0
+#: set to the pod IP in every container (the pod's own env may override it)
+METRICS_ADDR_ENV = "LABRADOR_METRICS_ADDR"
 
 
 @dataclass
@@ -261,6 +263,10 @@ class PodWorker(threading.Thread):
         env["HOME"] = ident.home
         env["HOSTNAME"] = self._hostname()
         env.update(self.agent.service_env)  # the kubernetes Service's variables, whatever enableServiceLinks says
+        if self.pod_ip:
+            # deviation: every pod shares the host's network, so workload metrics servers listen on the pod IP
+            # only (labrador-trainer honours LABRADOR_METRICS_ADDR) instead of colliding on 0.0.0.0:<port>
+            env[METRICS_ADDR_ENV] = self.pod_ip
         return env
 
     def _hostname(self) -> str:
