@@ -505,11 +505,12 @@ def stop_dir(d: Path) -> None:
         except ProcessLookupError:
             f.unlink()
             continue
-        for _ in range(100):
+        for _ in range(200):
+            with contextlib.suppress(ChildProcessError):  # reap it when it is ours; not ours: just watch it
+                os.waitpid(pid, os.WNOHANG)
             try:
                 os.kill(pid, 0)
-                os.waitpid(pid, os.WNOHANG)
-            except (ProcessLookupError, ChildProcessError):
+            except ProcessLookupError:
                 break
             time.sleep(0.05)
         else:

@@ -175,3 +175,13 @@ def test_a_finished_job_never_starts_over_when_its_children_are_cleaned_up() -> 
     assert p.create == [] and p.patch == [] and p.status == {}
     # nor after a later spec edit
     assert run(spec(), Children(), status={**done, "observedGeneration": 2}).create == []
+
+
+def test_finished_progress_reads_complete() -> None:
+    from labrador_operator.reconcile.finetune import _done_progress
+
+    last = {"percent": 83, "step": 2, "totalSteps": 3, "etaSeconds": 5, "eta": "5s", "loss": 1.5}
+    assert _done_progress({"progress": last}) == {
+        "progress": {"percent": 100, "step": 2, "totalSteps": 3, "etaSeconds": 0, "eta": "0s", "loss": 1.5}
+    }
+    assert _done_progress({}) == {}

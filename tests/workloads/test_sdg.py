@@ -80,6 +80,20 @@ def test_targets_scale_down_to_max_samples() -> None:
     assert capped == {"a": 10, "b": 30} and sum(capped.values()) <= 40
 
 
+def test_multiple_choice_distractors_fall_back_to_seed_answers() -> None:
+    import random
+
+    from labrador_trainer.sdg.mix import multiple_choice
+
+    knowledge = {
+        "a": [{"id": "1", "answer": "x", "question": "q1"}],
+        "b": [{"id": "2", "answer": "y", "question": "q2"}],
+    }
+    mcq = multiple_choice(knowledge, 3, random.Random(1), {"a": ["s1", "s2", "s3", "x"]})
+    assert [q["id"] for q in mcq] == ["1"]  # leaf b has too few distinct answers: skipped, not padded
+    assert sorted(mcq[0]["choices"]) == ["s1", "s2", "s3", "x"] and mcq[0]["choices"][mcq[0]["answer"]] == "x"
+
+
 def test_prompt_overrides_and_errors(tmp_path: Path) -> None:
     built_in = load_templates()
     assert set(built_in) == set(NAMES)
@@ -178,7 +192,8 @@ def server(teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(teacher)]
     argv += ["--served-model-name", "teacher", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--gpu-memory-utilization", "0.1", "--max-model-len", "4096", "--seed", "7"]
+    # eager: no graph compilation, which takes minutes on CPU the first time
+    argv += ["--gpu-memory-utilization", "0.1", "--max-model-len", "4096", "--seed", "7", "--enforce-eager"]
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -388,7 +403,7 @@ def test_offline_engine_backend(teacher: Path, snapshot: Path, tmp_path: Path) -
     request only."""
     from labrador_trainer.sdg.llm import ChatRequest, VllmGenerator
 
-    gen = VllmGenerator(str(teacher), {"gpuMemoryUtilization": 0.1, "maxModelLen": 1024}, seed=3)
+    gen = VllmGenerator(str(teacher), {"gpuMemoryUtilization": 0.1, "maxModelLen": 1024, "enforceEager": True}, seed=3)
     try:
         reqs = [ChatRequest([{"role": "user", "content": f"Name a bird. ({i})"}], 16, 0.7) for i in range(6)]
         reqs.insert(3, ChatRequest([{"role": "user", "content": "word " * 2000}], 16))

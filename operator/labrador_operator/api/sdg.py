@@ -75,6 +75,11 @@ class VllmSettings(ApiModel):
         default=0.9, gt=0, lt=1, description="Fraction of GPU memory vLLM may use (weights and KV cache)."
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", description="Weights dtype.")
+    enforce_eager: bool = Field(
+        default=False,
+        description="Run the model eagerly: no graph compilation or capture. Starts minutes sooner (on CPU the "
+        "first compile takes several minutes) at some cost in steady-state throughput; for small or short runs.",
+    )
 
 
 class Teacher(ApiModel):

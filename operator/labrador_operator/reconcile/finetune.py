@@ -271,4 +271,10 @@ def plan(
     done = max((j.completion_time for j in children.jobs.values() if j.completion_time), default=None)
     if done:
         fields["completionTime"] = done
-    return finish(Phase.SUCCEEDED, usage=usage, outputs=outputs, **fields)
+    return finish(Phase.SUCCEEDED, usage=usage, outputs=outputs, **_done_progress(status), **fields)
+
+
+def _done_progress(status: dict[str, Any]) -> dict[str, Any]:
+    """A finished job's progress reads 100% with nothing left, not the last sample taken while it ran."""
+    last = status.get("progress")
+    return {"progress": {**last, "percent": 100, "etaSeconds": 0, "eta": "0s"}} if last else {}

@@ -6,7 +6,7 @@ from typing import Any
 
 from labrador_operator.api.sdg import ConditionType, Phase, Reason, SyntheticDataJobSpec
 from labrador_operator.builders import sdg as b
-from labrador_operator.reconcile.finetune import _failure, finished
+from labrador_operator.reconcile.finetune import _done_progress, _failure, finished
 from labrador_operator.reconcile.observe import Children, seconds_between
 from labrador_operator.reconcile.plan import Plan, condition
 from labrador_operator.settings import Settings
@@ -133,4 +133,5 @@ def plan(
     cond(ConditionType.RUNNING, False, Reason.SUCCEEDED, "")
     cond(ConditionType.READY, True, Reason.SUCCEEDED, f"data in {b.out_dir(owner)}")
     cond(ConditionType.FAILED, False, Reason.SUCCEEDED, "")
-    return finish(Phase.SUCCEEDED, outputs=outputs, completionTime=mix.completion_time, **fields)
+    progress = _done_progress(status)
+    return finish(Phase.SUCCEEDED, outputs=outputs, completionTime=mix.completion_time, **progress, **fields)

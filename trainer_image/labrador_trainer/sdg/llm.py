@@ -63,6 +63,8 @@ class VllmGenerator:
             "dtype": s.get("dtype", "auto"),
             "seed": seed,
         }
+        if s.get("enforceEager"):
+            kwargs["enforce_eager"] = True
         if "gpuMemoryUtilization" in s:
             kwargs["gpu_memory_utilization"] = float(s["gpuMemoryUtilization"])
         self.llm = LLM(**kwargs)
@@ -114,6 +116,13 @@ class VllmGenerator:
         return done
 
     def close(self) -> None:
+        """Stop the engine's worker processes now (deleting the LLM object leaves them running until exit)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            try:
+                core.shutdown()
+            except Exception as exc:  # shutting down must never fail a finished run
+                log.warning("vLLM engine shutdown: %s", exc)
         del self.llm
 
 

@@ -94,16 +94,23 @@ def held_out(taxonomy: Path | None) -> list[dict[str, Any]]:
     return rows
 
 
-def multiple_choice(knowledge: dict[str, list[dict[str, Any]]], per_leaf: int, rng: random.Random) -> list[dict]:
-    """Four choices per question: the right answer and three others, from the same leaf when it has enough."""
+def multiple_choice(
+    knowledge: dict[str, list[dict[str, Any]]],
+    per_leaf: int,
+    rng: random.Random,
+    seed_answers: dict[str, list[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Four choices per question: the right answer and three wrong ones — other generated answers of the same leaf
+    first, then the leaf's human seed answers (same topic), then answers of other leaves."""
+    seed_answers = seed_answers or {}
     every = [s["answer"] for samples in knowledge.values() for s in samples]
     out = []
     for leaf, samples in sorted(knowledge.items()):
         for s in rng.sample(samples, min(per_leaf, len(samples))):
-            own = list({a for a in (x["answer"] for x in samples) if a != s["answer"]})
-            others = list({a for a in every if a != s["answer"] and a not in own})
-            wrong = rng.sample(own, min(3, len(own)))
-            wrong += rng.sample(others, min(3 - len(wrong), len(others)))
+            wrong: list[str] = []
+            for pool in ([x["answer"] for x in samples], seed_answers.get(leaf, []), every):
+                candidates = sorted({a for a in pool if a != s["answer"] and a not in wrong})
+                wrong += rng.sample(candidates, min(3 - len(wrong), len(candidates)))
             if len(wrong) < 3:
                 continue  # not enough distinct answers in the whole run
             choices = [s["answer"], *wrong]
@@ -186,8 +193,11 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
     rng.shuffle(k_rows)
     rng.shuffle(s_rows)
 
-    mcq = multiple_choice(knowledge, mixing.multiple_choice_per_leaf, rng)
     held = held_out(taxonomy)
+    seed_answers: dict[str, list[str]] = {}
+    for row in held:
+        seed_answers.setdefault(row["leaf"], []).append(row["answer"])
+    mcq = multiple_choice(knowledge, mixing.multiple_choice_per_leaf, rng, seed_answers)
     out = cfg.outputs
     _write_jsonl(Path(out.knowledge), k_rows)
     _write_jsonl(Path(out.skills), s_rows)
