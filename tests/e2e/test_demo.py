@@ -7,18 +7,15 @@ Time budget: measured warm on a 2-core machine (see docs/demo.md); the test fail
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.e2e
 
@@ -27,16 +24,7 @@ pytestmark = pytest.mark.e2e
 BUDGET_SECONDS = 1200
 
 
-def _load_demo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("labrador_hack_demo", ROOT / "hack" / "demo.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-demo = _load_demo()
+demo = load_script("labrador_hack_demo", "hack/demo.py")
 
 
 def _pids(d: Path) -> dict[str, int]:

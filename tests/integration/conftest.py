@@ -6,37 +6,25 @@ Nothing here talks to the user's cluster: every kubectl/helm call gets the test 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 
 pytestmark = pytest.mark.integration
 
 
-def _load_cluster_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("labrador_hack_cluster", ROOT / "hack" / "cluster.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cluster_mod = _load_cluster_module()
+cluster_mod = load_script("labrador_hack_cluster", "hack/cluster.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

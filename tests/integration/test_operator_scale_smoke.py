@@ -8,32 +8,21 @@ ServiceAccount, the peer as the admin); the in-process operator of other tests w
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes
 import pytest
 
-from tests.integration.conftest import ROOT, Kube, scratch_namespace
+from tests.conftest import load_script
+from tests.integration.conftest import Kube, scratch_namespace
 
 N = 20
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("labrador_bench_operator_scale", ROOT / "bench" / "operator_scale.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _load_bench()
+bench = load_script("labrador_bench_operator_scale", "bench/operator_scale.py")
 
 
 @pytest.fixture(scope="module")
