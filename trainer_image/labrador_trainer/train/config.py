@@ -32,6 +32,15 @@ class Lora(_Strict):
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+class Fsdp(_Strict):
+    """How a multi-process run shards the model (FSDP2); a one-process run ignores it."""
+
+    sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"] = Field(
+        "FULL_SHARD", description="NO_SHARD: every process holds the whole model, gradients all-reduced"
+    )
+    cpu_offload: bool = Field(False, description="keep parameters, gradients and optimizer state in host memory (GPU)")
+
+
 class TrainConfig(_Strict):
     model_path: str = Field(description="HF model directory (see `labrador-trainer model prepare`)")
     output_dir: str
@@ -46,6 +55,7 @@ class TrainConfig(_Strict):
     checkpoint_every: int | None = Field(None, ge=1, description="samples between checkpoints (plus phase end)")
     keep_states: int = Field(1, ge=1, description="full resume states kept on disk")
     lora: Lora | None = None
+    fsdp: Fsdp = Fsdp()
     export_dir: str | None = Field(None, description="copy the last phase's final model here (atomically)")
 
     @model_validator(mode="after")
@@ -69,7 +79,7 @@ class TrainConfig(_Strict):
     def from_operator(cls, raw: dict[str, Any]) -> TrainConfig:
         """The per-phase run config the operator writes (FineTuneJob ConfigMap, camelCase API fields)."""
         phase, training = raw["phase"], raw.get("training") or {}
-        lora = training.get("lora")
+        lora, fsdp = training.get("lora"), training.get("fsdp") or {}
         return cls(
             model_path=raw["model"],
             output_dir=raw["outputDir"],
@@ -89,6 +99,9 @@ class TrainConfig(_Strict):
             max_batch_len=training.get("maxBatchLen", 8192),
             seed=training.get("seed", 42),
             checkpoint_every=training.get("checkpointEvery") or None,
+            fsdp=Fsdp(
+                sharding_strategy=fsdp.get("shardingStrategy", "FULL_SHARD"), cpu_offload=fsdp.get("cpuOffload", False)
+            ),
             lora=Lora(
                 rank=lora.get("rank", 8),
                 alpha=lora.get("alpha", 16),

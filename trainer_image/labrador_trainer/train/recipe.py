@@ -1,11 +1,18 @@
 """The multi-phase fine-tuning recipe, readable top to bottom: setup → phases → loop → checkpoints.
 
 Data parallelism: every rank derives the same global batch from (seed, epoch, step), takes its share (longest
-sample first onto the least-loaded rank), accumulates gradients over packed micro-batches and all-reduces them
-(SUM) once per optimizer step. The loss of a step is the summed token cross-entropy divided by the number of
-unmasked tokens of the whole global batch (all ranks), which every rank knows without communication. This is DDP
-by hand (gloo on CPU, nccl on GPU) rather than FSDP: FSDP on gloo/CPU is impractical to test here, and a 135M-8B
-model's replicas fit the GPUs the FineTuneJob asks for; FSDP sharding is left as future work.
+sample first onto the least-loaded rank) and accumulates gradients over packed micro-batches. The loss of a step is
+the summed token cross-entropy divided by the number of unmasked tokens of the whole global batch (all ranks), which
+every rank knows without communication, so gradients are reduced with SUM.
+
+With more than one process the model is sharded with FSDP2 (``parallel.shard``: ``fully_shard`` per decoder layer
+and the root; gloo on CPU, nccl on GPU): FULL_SHARD reshards parameters after forward, SHARD_GRAD_OP keeps them
+until backward, HYBRID_SHARD shards within a node and replicates across nodes, cpuOffload keeps the shards in host
+memory. Every rank runs the same number of micro-batches (padding with an empty one), as FSDP's collectives need.
+NO_SHARD and LoRA runs keep the replicated path: every rank holds the whole model and gradients are all-reduced
+once per step by hand (LoRA's trainable adapters are small and the final merge needs the whole model).
+Checkpoints and resume states are whole (unsharded) state dicts keyed by parameter name, gathered to rank 0, so any
+world size or strategy can resume any state.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from labrador_trainer.train import parallel
 from labrador_trainer.train.config import Phase, TrainConfig
 from labrador_trainer.train.data import (
+    IGNORE,
+    Sample,
     assign_ranks,
     collate_packed,
     global_batch,
@@ -58,6 +68,7 @@ class PhaseResult:
 class Dist:
     rank: int = 0
     world: int = 1
+    local_world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
@@ -68,8 +79,10 @@ class Dist:
         if world > 1 and not dist.is_initialized():
             if device.type == "cuda":
                 torch.cuda.set_device(device)
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(rank=int(os.environ.get("RANK", "0")), world=world, device=device)
+            # gloo for host tensors too (CPU-offloaded FSDP shards: the grad-norm all-reduce)
+            dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+        rank, local_world = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        return cls(rank=rank, world=world, local_world=local_world, device=device)
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -123,6 +136,8 @@ class Recipe:
         self._stop = False
         self.model: Any = None
         self.tokenizer: Any = None
+        # FSDP when several processes train all weights; NO_SHARD and LoRA replicate the model
+        self.sharded = self.d.world > 1 and cfg.fsdp.sharding_strategy != "NO_SHARD" and cfg.lora is None
 
     # -- signals ----------------------------------------------------------------------------------------------------
     def install_signal_handler(self) -> None:
@@ -166,13 +181,17 @@ class Recipe:
                 ),
             )
         self.model = model.to(self.d.device)
+        if self.sharded:
+            d = self.d
+            parallel.shard(self.model, self.cfg.fsdp, world=d.world, local_world=d.local_world, device=d.device)
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
     def save_hf(self, target: Path, *, final: bool) -> None:
+        full = parallel.full_model_state(self.model) if self.sharded else None  # collective
         if self.d.rank == 0:
             tmp = _atomic_dir(target)
             model = self.model.merge_and_unload() if final and self.cfg.lora is not None else self.model
-            model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=full)
             self.tokenizer.save_pretrained(tmp)
             _commit_dir(tmp, target)
             if model is not self.model:
@@ -180,6 +199,7 @@ class Recipe:
         self.d.barrier()
 
     def save_state(self, phase_idx: int, step: int, opt: Any, sched: Any) -> None:
+        model_sd, opt_sd = parallel.full_state(self.model, opt)  # collective under FSDP
         if self.d.rank == 0:
             target = self.out / "state" / f"p{phase_idx:02d}-s{step:08d}"
             tmp = _atomic_dir(target)
@@ -187,8 +207,8 @@ class Recipe:
                 {
                     "phase": phase_idx,
                     "step": step,
-                    "model": self.model.state_dict(),
-                    "optimizer": opt.state_dict(),
+                    "model": model_sd,
+                    "optimizer": opt_sd,
                     "scheduler": sched.state_dict(),
                     "losses": self.obs.losses,
                     "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
@@ -203,9 +223,8 @@ class Recipe:
         self.d.barrier()
 
     def _load_state(self, path: Path, opt: Any, sched: Any) -> int:
-        st = torch.load(path / STATE_FILE, map_location=self.d.device, weights_only=False)
-        self.model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
+        st = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        parallel.load_full_state(self.model, opt, st["model"], st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         torch.set_rng_state(st["rng"]["torch"].cpu())
         random.setstate(st["rng"]["python"])
@@ -213,6 +232,16 @@ class Recipe:
         return int(st["step"])
 
     # -- training ---------------------------------------------------------------------------------------------------
+    @property
+    def _empty(self) -> Sample:
+        """A one-token micro-batch with no loss: pads a rank's share so all ranks run FSDP's collectives alike."""
+        return Sample(input_ids=[self.tokenizer.eos_token_id or 0], labels=[IGNORE])
+
+    def _my_micro_batches(self, lengths: dict[int, int]) -> list[list[int]]:
+        plan = [micro_batches(r, lengths, self.cfg.max_batch_len) for r in assign_ranks(lengths, self.d.world)]
+        mine = plan[self.d.rank]
+        return mine + [[]] * (max(map(len, plan)) - len(mine)) if self.sharded else mine
+
     def train(self) -> list[PhaseResult]:
         results = []
         source: str | Path = self.cfg.model_path
@@ -257,17 +286,18 @@ class Recipe:
             n_loss = sum(ds.samples[j].n_loss for j in idxs)  # unmasked tokens over all ranks
             self.model.train()
             loss_sum = torch.zeros((), device=d.device)
-            for mb in micro_batches(assign_ranks(lengths, d.world)[d.rank], lengths, cfg.max_batch_len):
-                batch = collate_packed([ds.samples[j] for j in mb], d.device)
+            for mb in self._my_micro_batches(lengths):
+                batch = collate_packed([ds.samples[j] for j in mb] or [self._empty], d.device)
                 with torch.autocast(d.device.type, dtype=amp, enabled=amp is not None):
                     loss = packed_token_losses(self.model, batch).sum() / n_loss
                 loss.backward()
                 loss_sum += loss.detach()
-            if d.world > 1:
+            if d.world > 1 and not self.sharded:
                 for p in params:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
                     dist.all_reduce(p.grad)
+            if d.world > 1:
                 dist.all_reduce(loss_sum)
             if cfg.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
