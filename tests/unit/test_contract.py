@@ -16,7 +16,13 @@ def test_phase_configs_load_in_the_trainer(tmp_path: Path) -> None:
         {
             "model": {"uri": "pvc://models/student"},
             "data": {"knowledgePath": "data/k.jsonl", "skillsPath": "data/s.jsonl"},
-            "training": {"maxSeqLen": 2048, "maxBatchLen": 8192, "lora": {"rank": 4}, "checkpointEvery": 1000},
+            "training": {
+                "maxSeqLen": 2048,
+                "maxBatchLen": 8192,
+                "lora": {"rank": 4},
+                "checkpointEvery": 1000,
+                "fsdp": {"shardingStrategy": "SHARD_GRAD_OP", "cpuOffload": True},
+            },
         }
     )
     owner = b.Owner("ns", "ft", "uid")
@@ -29,6 +35,7 @@ def test_phase_configs_load_in_the_trainer(tmp_path: Path) -> None:
         assert cfg.phases[0].lr == phase.learning_rate and cfg.phases[0].epochs == phase.epochs
         assert cfg.max_seq_len == 2048 and cfg.lora is not None and cfg.lora.rank == 4
         assert cfg.checkpoint_every == 1000
+        assert cfg.fsdp.sharding_strategy == "SHARD_GRAD_OP" and cfg.fsdp.cpu_offload
         # the trainer's final model of this phase is where the operator starts the next phase from
         final = Path(cfg.output_dir) / "phases" / phase.name / "final"
         assert str(final) == f"/workspace/{b.final_checkpoint(owner, phase.name)}"

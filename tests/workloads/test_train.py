@@ -1,4 +1,4 @@
-"""labrador-trainer train on the truncated SmolLM2 (2 layers, CPU): labels, packing, phases, resume, SIGTERM, DDP."""
+"""labrador-trainer train on the truncated SmolLM2 (2 layers, CPU): labels, packing, phases, resume, SIGTERM, FSDP."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,14 @@ from labrador_trainer.train.data import (
     read_jsonl,
     tokenize_messages,
 )
+from labrador_trainer.train.parallel import mesh_shape
 from labrador_trainer.train.recipe import EXIT_PREEMPTED, latest_state, run_training
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.workloads
 PACKING_TOL = 1e-4  # measured max |Δ| per-token loss packed vs alone: ~1e-5 (fp32, SDPA, 2 layers)
 RESUME_TOL = 0.0  # measured: resume is bit-exact on CPU
-DDP_TOL = 1e-4  # measured max |Δ| weights, 2 gloo processes vs 1 process
+FSDP_TOL = 1e-4  # measured max |Δ| weights, 2 gloo processes (FSDP or replicated) vs 1 process: 3.2e-6
 
 
 def _cfg(model: Path, data: dict[str, Path], out: Path, **kw: Any) -> TrainConfig:
@@ -79,6 +81,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """In-process runs use one intra-op thread like the subprocesses (OMP_NUM_THREADS=1): CPU kernels' results
+    depend on how the work is split, and resume is compared bit for bit."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -173,9 +185,11 @@ def test_phase_two_starts_from_phase_one_checkpoint(
     assert (train_baseline / "phases" / "skills" / "loss.svg").read_text().startswith("<svg")
 
 
-def _start(cfg_path: Path, *extra: str) -> subprocess.Popen[str]:
+def _start(cfg_path: Path, *extra: str, new_session: bool = False) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "labrador_trainer", "train", "--config", str(cfg_path), *extra]
-    return subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=new_session
+    )
 
 
 def _wait_line(proc: subprocess.Popen[str], prefix: str, deadline_s: float = 120) -> list[str]:
@@ -273,5 +287,74 @@ def test_torchrun_two_processes_preempt_resume_and_match_one(
     losses = [float(m) for m in re.findall(r"step \d/3 epoch \d loss ([0-9.]+)", log)]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     diff = _max_diff(_weights(tmp_path / "run", "knowledge"), _weights(train_baseline, "knowledge"))
-    print(f"torchrun 2×gloo (preempted, resumed) vs 1 process: max |Δ weight| = {diff:.2e}")
-    assert diff < DDP_TOL
+    print(f"torchrun 2×gloo FSDP (preempted, resumed) vs 1 process: max |Δ weight| = {diff:.2e}")
+    assert diff < FSDP_TOL
+
+
+def _knowledge_only(model: Path, data: dict[str, Path], out: Path, **kw: Any) -> TrainConfig:
+    cfg = _cfg(model, data, out, **kw)
+    return cfg.model_copy(update={"phases": cfg.phases[:1]})
+
+
+def _torchrun_to_end(cfg: TrainConfig, cfg_path: Path) -> str:
+    proc = _start(_write(cfg, cfg_path), "--nproc-per-node", "2", "--master-port", str(_free_port()))
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log[-3000:]
+    return log
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(train_model: Path, train_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted two-process FULL_SHARD run of the first phase, a full state after every step."""
+    out = tmp_path_factory.mktemp("fsdp")
+    _torchrun_to_end(_knowledge_only(train_model, train_data, out / "run"), out / "run.json")
+    return out / "run"
+
+
+def test_fsdp_two_processes_match_one(train_baseline: Path, fsdp_run: Path) -> None:
+    diff = _max_diff(_weights(fsdp_run, "knowledge"), _weights(train_baseline, "knowledge"))
+    print(f"torchrun 2×gloo FSDP FULL_SHARD vs 1 process: max |Δ weight| = {diff:.2e}")
+    assert diff < FSDP_TOL
+    ckpt = _weights(fsdp_run, "knowledge") | load_file(
+        fsdp_run / "phases" / "knowledge" / "samples_8" / "model.safetensors"
+    )
+    assert "lm_head.weight" not in ckpt  # tied to the embeddings: saved once, as from one process
+
+
+@pytest.mark.parametrize("strategy", ["SHARD_GRAD_OP", "NO_SHARD"])
+def test_other_strategies_give_the_same_result(
+    strategy: str, fsdp_run: Path, train_baseline: Path, train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = _knowledge_only(train_model, train_data, tmp_path / "run", fsdp={"sharding_strategy": strategy})
+    _torchrun_to_end(cfg, tmp_path / "run.json")
+    mine = _weights(tmp_path / "run", "knowledge")
+    vs_full, vs_one = (
+        _max_diff(mine, _weights(fsdp_run, "knowledge")),
+        _max_diff(mine, _weights(train_baseline, "knowledge")),
+    )
+    print(f"{strategy}: max |Δ weight| vs FULL_SHARD = {vs_full:.2e}, vs 1 process = {vs_one:.2e}")
+    assert vs_full < FSDP_TOL and vs_one < FSDP_TOL
+
+
+def test_fsdp_killed_mid_run_resumes_to_the_uninterrupted_run(
+    fsdp_run: Path, train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    cfg_path = _write(_knowledge_only(train_model, train_data, out), tmp_path / "run.json")
+    proc = _start(cfg_path, "--nproc-per-node", "2", "--master-port", str(_free_port()), new_session=True)
+    _wait_line(proc, "step 2/3")  # the state of step 1 is complete by now
+    os.killpg(proc.pid, signal.SIGKILL)  # launcher, torchrun and both workers, with no chance to save
+    proc.wait(timeout=30)
+    state = latest_state(out)
+    assert state is not None and state[:2] >= (0, 1) and not (out / "phases" / "knowledge" / "final").exists()
+    log = _torchrun_to_end(TrainConfig.load(cfg_path), cfg_path)
+    assert "step 1/3" not in log  # resumed, not restarted
+    diff = _max_diff(_weights(out, "knowledge"), _weights(fsdp_run, "knowledge"))
+    print(f"FSDP resume after SIGKILL: max |Δ weight| vs uninterrupted FSDP = {diff:.2e}")
+    assert diff <= RESUME_TOL
+
+
+def test_hybrid_shard_mesh() -> None:
+    assert mesh_shape(8, 4, "HYBRID_SHARD") == (2, 4)  # shard within a node, replicate across the two
+    assert mesh_shape(4, 4, "HYBRID_SHARD") == (4,)  # one node: like FULL_SHARD
+    assert mesh_shape(8, 4, "FULL_SHARD") == mesh_shape(8, 4, "SHARD_GRAD_OP") == (8,)
