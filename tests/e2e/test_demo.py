@@ -41,7 +41,6 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.timeout(BUDGET_SECONDS + 300)  # room for `down` after a failure
-@pytest.mark.skipif(os.geteuid() != 0, reason="labrador-local needs root (a mount namespace per pod)")
 def test_demo_runs_the_pipeline_and_down_stops_everything(tmp_path: Path) -> None:
     out = io.StringIO()
     opts = demo.Options(

@@ -21,7 +21,7 @@ import pytest
 from labrador_trainer.cli import main as cli
 from labrador_trainer.sdg import parse
 from labrador_trainer.sdg.chunk import chunk_text
-from labrador_trainer.sdg.flows import FLOWS
+from labrador_trainer.sdg.flows import FLOWS, leaf_slug
 from labrador_trainer.sdg.prompts import NAMES, PromptError, load_templates
 from labrador_trainer.sdg.run import shard_of, targets
 from labrador_trainer.sdg.serve import free_port, openai_server
@@ -243,12 +243,7 @@ def test_full_pipeline_every_flow_is_generated_and_judged(generated: dict[str, A
         }
         assert "error" not in s["dropped_by"], s
         kept_by_type[s["type"]] += s["kept"]
-        rows = [
-            json.loads(line)
-            for line in (out / Path(s["path"]).parent.as_posix().replace("/", "__") / "samples.jsonl")
-            .read_text()
-            .splitlines()
-        ]
+        rows = [json.loads(line) for line in (out / leaf_slug(s["path"]) / "samples.jsonl").read_text().splitlines()]
         assert len(rows) == s["kept"]
         for row in rows:
             assert row["question"].strip() and row["answer"].strip() and row["leaf"] == s["path"]
@@ -261,7 +256,7 @@ def test_full_pipeline_every_flow_is_generated_and_judged(generated: dict[str, A
     # every flow's generating stage produced parseable samples that reached the judges
     parsed_by_type: Counter[str] = Counter()
     for s in summaries:
-        leaf = out / Path(s["path"]).parent.as_posix().replace("/", "__")
+        leaf = out / leaf_slug(s["path"])
         parsed_by_type[s["type"]] += sum(
             len(p.read_text().splitlines()) for p in leaf.glob("0-*.jsonl") if "." not in p.stem
         )

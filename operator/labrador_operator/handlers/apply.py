@@ -91,47 +91,36 @@ def reconcile(
     if meta.get("deletionTimestamp"):
         return
     with _object_lock((plural, meta["namespace"], meta["name"])):
-        _reconcile(kind, plural, body, spec_model, decide)
-
-
-def _reconcile(
-    kind: str,
-    plural: str,
-    body: dict[str, Any],
-    spec_model: type[BaseModel],
-    decide: Callable[[Any, dict[str, Any]], Plan],
-) -> None:
-    meta = body["metadata"]
-    t0 = time.perf_counter()
-    result = "ok"
-    try:
+        t0 = time.perf_counter()
+        result = "ok"
         try:
-            spec = spec_model.model_validate(body.get("spec") or {})
-        except ValidationError as e:
-            err = e.errors()[0]
-            msg = f"spec is invalid at {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
-            gen = meta.get("generation")
-            prev = current_status(plural, body).get("conditions")
-            bad = Plan(
-                status={
-                    "phase": "Failed",
-                    "observedGeneration": gen,
-                    "conditions": [
-                        condition("Failed", True, "InvalidSpec", msg, gen, prev),
-                        condition("Ready", False, "InvalidSpec", msg, gen, prev),
-                    ],
-                }
-            )
-            apply(bad, kind=kind, plural=plural, body=body)
-            result = "invalid"
-            return
-        apply(decide(spec, current_status(plural, body)), kind=kind, plural=plural, body=body)
-    except Exception:
-        result = "error"
-        raise
-    finally:
-        metrics.RECONCILES.labels(kind, result).inc()
-        metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - t0)
+            try:
+                spec = spec_model.model_validate(body.get("spec") or {})
+            except ValidationError as e:
+                err = e.errors()[0]
+                msg = f"spec is invalid at {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+                gen = meta.get("generation")
+                prev = current_status(plural, body).get("conditions")
+                bad = Plan(
+                    status={
+                        "phase": "Failed",
+                        "observedGeneration": gen,
+                        "conditions": [
+                            condition("Failed", True, "InvalidSpec", msg, gen, prev),
+                            condition("Ready", False, "InvalidSpec", msg, gen, prev),
+                        ],
+                    }
+                )
+                apply(bad, kind=kind, plural=plural, body=body)
+                result = "invalid"
+                return
+            apply(decide(spec, current_status(plural, body)), kind=kind, plural=plural, body=body)
+        except Exception:
+            result = "error"
+            raise
+        finally:
+            metrics.RECONCILES.labels(kind, result).inc()
+            metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - t0)
 
 
 def index_kwargs(kw: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -160,22 +160,30 @@ def load_jsonl(path: str | None, parse: Callable[[dict[str, Any]], T], limit: in
     return out
 
 
+def _rows(path: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file, skipping unreadable lines; nothing when the file does not exist."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    with p.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                yield row
+
+
 def system_prompt(paths: list[str]) -> str | None:
     """The system message the run trained with: the first one found in the training data (None if none)."""
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            continue
-        with p.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    msgs = json.loads(line).get("messages") or []
-                except (ValueError, AttributeError):
-                    continue
-                for m in msgs:
-                    if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str):
-                        return m["content"]
-                break  # the first row decides
+        for row in _rows(path):
+            msgs = row.get("messages") or []
+            for m in msgs if isinstance(msgs, list) else []:
+                if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str):
+                    return m["content"]
+            break  # the first row decides
     return None
 
 
@@ -183,19 +191,15 @@ def trained_leaves(paths: list[str]) -> set[str]:
     """Leaves the training data names (``metadata.leaf`` as dict or JSON string); empty when it names none."""
     leaves: set[str] = set()
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            continue
-        with p.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
+        for row in _rows(path):
+            meta = row.get("metadata")
+            if isinstance(meta, str):
                 try:
-                    meta = json.loads(line).get("metadata")
-                    if isinstance(meta, str):
-                        meta = json.loads(meta)
-                except (ValueError, AttributeError):
+                    meta = json.loads(meta)
+                except ValueError:
                     continue
-                if isinstance(meta, dict) and isinstance(meta.get("leaf"), str):
-                    leaves.add(meta["leaf"])
+            if isinstance(meta, dict) and isinstance(meta.get("leaf"), str):
+                leaves.add(meta["leaf"])
     return leaves
 
 

@@ -24,6 +24,11 @@ Item = dict[str, Any]
 ICL_EXAMPLES = 2  # few-shot turns per request (skills); knowledge uses one seed context with its three pairs
 
 
+def leaf_slug(path: str) -> str:
+    """A leaf's directory name in the output: its taxonomy path without ``/qna.yaml``, ``/`` → ``__``."""
+    return path.removesuffix("/qna.yaml").replace("/", "__")
+
+
 @dataclass
 class LeafWork:
     """One leaf of the shard: what its flow needs (seed examples, document chunks) and how much to generate."""
@@ -38,7 +43,7 @@ class LeafWork:
 
     @property
     def slug(self) -> str:
-        return self.path.removesuffix("/qna.yaml").replace("/", "__")
+        return leaf_slug(self.path)
 
     def seed_questions(self) -> set[str]:
         out = set()

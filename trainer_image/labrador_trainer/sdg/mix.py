@@ -134,10 +134,11 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
     if not root.is_dir():
         raise InputError(f"input directory {root} not found: did generation run?")
     taxonomy = Path(cfg.taxonomy) if cfg.taxonomy else None
-    summaries = sorted(root.glob("*/summary.json"))
+    # (leaf directory, summary) of every finished leaf
+    summaries = [(p.parent, json.loads(p.read_text())) for p in sorted(root.glob("*/summary.json"))]
     if taxonomy is not None:
         expected = {leaf["path"] for leaf in load_leaves(taxonomy)}
-        found = {json.loads(p.read_text())["path"] for p in summaries}
+        found = {s["path"] for _, s in summaries}
         if expected - found:
             raise InputError(
                 f"no generated samples for {len(expected - found)} leaves, e.g. {sorted(expected - found)[0]}"
@@ -146,11 +147,10 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
     dropped_by: Tally[str] = Tally()
     knowledge: dict[str, list[dict[str, Any]]] = {}
     skills: dict[str, list[dict[str, Any]]] = {}
-    for p in summaries:
-        s = json.loads(p.read_text())
+    for leaf_dir, s in summaries:
         counts.update({k: int(s.get(k, 0)) for k in ("generated", "kept")})
         dropped_by.update(s.get("dropped_by") or {})
-        samples = _read_jsonl(p.parent / "samples.jsonl")
+        samples = _read_jsonl(leaf_dir / "samples.jsonl")
         (knowledge if s["type"] == "knowledge" else skills)[s["path"]] = samples
     system = cfg.system_prompt
     mixing = cfg.mixing
@@ -164,10 +164,9 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
                 _row(f"{s['id']}-unmask", system, f"{s['chunk']}\n\n{s['question']}", s["answer"], meta, True)
             )
     chunks: set[tuple[str, str]] = set()  # (leaf, chunk): every chunk of every knowledge document
-    for p in summaries:
-        leaf = json.loads(p.read_text())["path"]
-        if (p.parent / "chunks.json").is_file():
-            chunks |= {(leaf, c) for c in json.loads((p.parent / "chunks.json").read_text())}
+    for leaf_dir, s in summaries:
+        if (leaf_dir / "chunks.json").is_file():
+            chunks |= {(s["path"], c) for c in json.loads((leaf_dir / "chunks.json").read_text())}
     chunks |= {(leaf, s["chunk"]) for leaf, samples in knowledge.items() for s in samples}
     pool_all = sorted(chunks)
 

@@ -28,7 +28,7 @@ import yaml
 from labrador_trainer.sdg import parse
 from labrador_trainer.sdg.chunk import chunk_text
 from labrador_trainer.sdg.config import GenerateConfig
-from labrador_trainer.sdg.flows import FLOWS, Item, LeafWork, Stage, build_request, initial_items
+from labrador_trainer.sdg.flows import FLOWS, Item, LeafWork, Stage, build_request, initial_items, leaf_slug
 from labrador_trainer.sdg.llm import ChatRequest, Completion, Generator
 from labrador_trainer.sdg.observe import Observer
 from labrador_trainer.sdg.prompts import Template
@@ -137,8 +137,8 @@ class StageState:
 
 
 class LeafStore:
-    def __init__(self, root: Path, leaf: LeafWork) -> None:
-        self.dir = root / leaf.slug
+    def __init__(self, root: Path, slug: str) -> None:
+        self.dir = root / slug
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def done(self) -> bool:
@@ -226,8 +226,7 @@ class Runner:
         works: list[LeafWork] = []
         summary = Summary()
         for leaf in mine:
-            placeholder = LeafWork(leaf["path"], leaf["type"], want[leaf["path"]], [], "")
-            store = stores[leaf["path"]] = LeafStore(self.out, placeholder)
+            store = stores[leaf["path"]] = LeafStore(self.out, leaf_slug(leaf["path"]))
             if store.done():
                 self._account(summary, json.loads((store.dir / "summary.json").read_text()))
                 continue
@@ -249,9 +248,10 @@ class Runner:
                 done = store.stage_output(stem)
                 if done is not None:  # finished before a restart
                     current[w.path] = done
-                    counts[w.path].update(store.stage_counts(stem))
+                    stage_counts = store.stage_counts(stem)
+                    counts[w.path].update(stage_counts)
                     if stage.generates:
-                        self.observer.add_generated(store.stage_counts(stem).get("generated", 0))
+                        self.observer.add_generated(stage_counts.get("generated", 0))
                     continue
                 st = StageState(w, k, stage, current[w.path], store.partial(stem))
                 states.append(st)
