@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if flag is not None and flag != "":
             os.environ[env] = str(flag)
+    os.environ["LABRADOR_NAMESPACES"] = ",".join(a.namespace)
     importlib.import_module("labrador_operator.handlers")  # registers every handler (webhooks per the env)
     if a.peering:
         from labrador_operator.handlers.client import ensure_peering

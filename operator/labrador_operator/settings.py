@@ -14,7 +14,12 @@ class Settings:
     image_pull_policy: str = "IfNotPresent"
     metrics_port: int = 9400  # workload pods serve Prometheus metrics here (rank 0)
     rendezvous_port: int = 29500  # torchrun master port on the headless Service
-    progress_interval_seconds: float = 15.0  # timer period for scraping running jobs
+    progress_interval_seconds: float = 15.0  # each running job's metrics are scraped once per interval
+    progress_max_per_second: float = 20.0  # scrapes per second over all jobs (a longer round when more are running)
+    progress_concurrency: int = 8  # scrapes in flight at once
+    refresh_check_seconds: float = 30.0  # how often Taxonomies with a refreshInterval are checked for a new window
+    #: namespaces the operator watches (empty: the whole cluster); the sampler finds the peering object with them
+    namespaces: tuple[str, ...] = ()
     #: exit codes of labrador-trainer that mean the user's input is wrong: the Job fails at once
     user_error_exit_codes: tuple[int, ...] = (2,)
     #: exit code of a preempted (SIGTERM) run that saved its state: does not count against backoffLimit
@@ -35,5 +40,8 @@ class Settings:
             workload_image=e.get("LABRADOR_WORKLOAD_IMAGE", cls.workload_image),
             image_pull_policy=e.get("LABRADOR_IMAGE_PULL_POLICY", cls.image_pull_policy),
             progress_interval_seconds=float(e.get("LABRADOR_PROGRESS_INTERVAL", cls.progress_interval_seconds)),
+            progress_max_per_second=float(e.get("LABRADOR_PROGRESS_MAX_PER_SECOND", cls.progress_max_per_second)),
+            refresh_check_seconds=float(e.get("LABRADOR_REFRESH_CHECK_SECONDS", cls.refresh_check_seconds)),
+            namespaces=tuple(filter(None, e.get("LABRADOR_NAMESPACES", "").split(","))),
             pod_annotations=annotations,
         )

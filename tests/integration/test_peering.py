@@ -95,4 +95,9 @@ def test_standby_replica_takes_over_without_duplicates(
     for log in ("active.log", "standby.log"):
         text = (tmp_path / log).read_text()
         assert "Traceback" not in text, text[-5000:]
-    assert "Resuming operations" in (tmp_path / "standby.log").read_text()
+    standby_log = (tmp_path / "standby.log").read_text()
+    assert "Resuming operations" in standby_log
+    # the progress sampler follows the same rule as kopf: paused while outranked, active after the takeover
+    assert "sampler paused" in standby_log and "sampler active" in standby_log, standby_log[-3000:]
+    assert "sampler paused" not in (tmp_path / "active.log").read_text()
+    assert "cannot read peering" not in standby_log

@@ -47,6 +47,14 @@ def current_status(plural: str, body: dict[str, Any]) -> dict[str, Any]:
     return {**(body.get("status") or {}), **written}
 
 
+def write_status(plural: str, namespace: str, name: str, fields: dict[str, Any]) -> None:
+    """Patch status fields and remember them as this process's last word on the object."""
+    client.patch_status(plural, namespace, name, fields)
+    key = (plural, namespace, name)
+    with _written_lock:
+        _written[key] = {**_written.get(key, {}), **fields}
+
+
 def apply(plan: Plan, *, kind: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
     """Returns the status fields written (empty when nothing changed)."""
     meta = body["metadata"]
@@ -60,14 +68,11 @@ def apply(plan: Plan, *, kind: str, plural: str, body: dict[str, Any]) -> dict[s
             log.info("%s %s/%s: created %s %s", kind, ns, name, manifest["kind"], child)
     for child_kind, child, patch in plan.patch:
         client.patch_child(child_kind, ns, child, patch)
-    key = (plural, ns, name)
     current = current_status(plural, body)
     diff = status_diff(current, plan.status)
     if diff:
-        client.patch_status(plural, ns, name, diff)
+        write_status(plural, ns, name, diff)
         metrics.STATUS_PATCHES.labels(kind).inc()
-        with _written_lock:
-            _written[key] = {**_written.get(key, {}), **diff}
         old_phase, new_phase = current.get("phase"), diff.get("phase")
         if new_phase and new_phase != old_phase:
             reason, message = _transition_message(plan, new_phase)

@@ -104,6 +104,19 @@ def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def get_object(group: str, version: str, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    """A custom object of any group, cluster-scoped when ``namespace`` is None; None when it does not exist."""
+    custom = kubernetes.client.CustomObjectsApi(api())
+    try:
+        if namespace is None:
+            return custom.get_cluster_custom_object(group, version, plural, name)
+        return custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
 def ensure_peering(name: str, namespaces: list[str]) -> list[str]:
     """Create the kopf peering object(s) replicas coordinate through, if missing: one ClusterKopfPeering when the
     operator watches the whole cluster, else a KopfPeering in each named namespace (globs are the user's to create).

@@ -10,8 +10,8 @@ from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
 from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
 from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_KIND
-from labrador_operator.handlers import client, indexes
-from labrador_operator.handlers.apply import forget, index_kwargs, reconcile
+from labrador_operator.handlers import indexes
+from labrador_operator.handlers.apply import current_status, forget, index_kwargs, reconcile, write_status
 from labrador_operator.reconcile import finetune as decide
 from labrador_operator.reconcile.observe import now_iso, parent_key
 from labrador_operator.settings import Settings
@@ -81,25 +81,20 @@ def on_data_source(body: kopf.Body, namespace: str, name: str, **kw: Any) -> Non
                 reconcile_finetunejob(ft, index_kwargs(kw))
 
 
-@kopf.timer(
-    API_GROUP,
-    API_VERSION,
-    PLURAL,
-    interval=SETTINGS.progress_interval_seconds,
-    when=lambda status, **_: status.get("phase") == Phase.RUNNING.value,
-)
-def sample_progress(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
-    """Read rank 0's metrics and write status.progress, only when something moved."""
-    status = dict(body.get("status") or {})
+def sample_progress(obj: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+    """Read rank 0's metrics and write status.progress, only when something moved (called by the sampler)."""
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = current_status(PLURAL, obj)
     current = status.get("currentPhase")
     if not current:
         return
     kids = indexes.children(
         (namespace, KIND.lower(), name),
-        kw["labrador_jobs"],
-        kw["labrador_pods"],
-        kw["labrador_configmaps"],
-        kw["labrador_services"],
+        idx["labrador_jobs"],
+        idx["labrador_pods"],
+        idx["labrador_configmaps"],
+        idx["labrador_services"],
     )
     pod = kids.rank0(phase_job_name(Owner(namespace, name, ""), current))
     if pod is None or pod.ip is None:
@@ -113,4 +108,4 @@ def sample_progress(body: kopf.Body, namespace: str, name: str, **kw: Any) -> No
     percent = progress.train_percent(done, len(phases), sample.get("step"), sample.get("totalSteps"))
     new = progress.finish(sample, percent, now_iso())
     if progress.changed(status.get("progress"), new):
-        client.patch_status(PLURAL, namespace, name, {"progress": new})
+        write_status(PLURAL, namespace, name, {"progress": new})

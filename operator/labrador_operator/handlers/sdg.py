@@ -10,8 +10,8 @@ from labrador_operator import progress
 from labrador_operator.api.sdg import PLURAL, Phase, SyntheticDataJobSpec
 from labrador_operator.builders.sdg import KIND, Owner, generate_job_name
 from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_KIND
-from labrador_operator.handlers import client, indexes
-from labrador_operator.handlers.apply import forget, index_kwargs, reconcile
+from labrador_operator.handlers import indexes
+from labrador_operator.handlers.apply import current_status, forget, index_kwargs, reconcile, write_status
 from labrador_operator.reconcile import sdg as decide
 from labrador_operator.reconcile.observe import now_iso, parent_key
 from labrador_operator.settings import Settings
@@ -77,22 +77,17 @@ def on_taxonomy_change(body: kopf.Body, namespace: str, name: str, **kw: Any) ->
                 reconcile_sdg(sdg, index_kwargs(kw))
 
 
-@kopf.timer(
-    API_GROUP,
-    API_VERSION,
-    PLURAL,
-    interval=SETTINGS.progress_interval_seconds,
-    when=lambda status, **_: status.get("phase") == Phase.RUNNING.value,
-)
-def sample_progress(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
-    """Sum the running shards' metrics into status.progress, only when something moved."""
-    status = dict(body.get("status") or {})
+def sample_progress(obj: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+    """Sum the running shards' metrics into status.progress, only when something moved (called by the sampler)."""
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = current_status(PLURAL, obj)
     kids = indexes.children(
         (namespace, KIND.lower(), name),
-        kw["labrador_jobs"],
-        kw["labrador_pods"],
-        kw["labrador_configmaps"],
-        kw["labrador_services"],
+        idx["labrador_jobs"],
+        idx["labrador_pods"],
+        idx["labrador_configmaps"],
+        idx["labrador_services"],
     )
     job = generate_job_name(Owner(namespace, name, ""))
     shards = []
@@ -108,4 +103,4 @@ def sample_progress(body: kopf.Body, namespace: str, name: str, **kw: Any) -> No
     percent = 100.0 * sample.get("samples", 0) / target if target else None
     new = progress.finish(sample, percent, now_iso())
     if progress.changed(status.get("progress"), new):
-        client.patch_status(PLURAL, namespace, name, {"progress": new})
+        write_status(PLURAL, namespace, name, {"progress": new})

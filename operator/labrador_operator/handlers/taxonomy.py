@@ -1,4 +1,4 @@
-"""Taxonomy handlers: thin. Load → decide (pure) → apply; a timer drives refreshInterval."""
+"""Taxonomy handlers: thin. Load → decide (pure) → apply; the sampler (handlers/sampler.py) drives refreshInterval."""
 
 from __future__ import annotations
 
@@ -60,14 +60,7 @@ def on_child(body: kopf.Body, **kw: Any) -> None:
         reconcile_taxonomy(parent, index_kwargs(kw))
 
 
-@kopf.timer(
-    API_GROUP,
-    API_VERSION,
-    PLURAL,
-    interval=30,
-    initial_delay=30,
-    when=lambda spec, **_: bool(spec.get("refreshInterval")),
-)
-def refresh(body: kopf.Body, **kw: Any) -> None:
-    """A new refresh window means a new sync Job; no writes when the window has not moved."""
-    reconcile_taxonomy(dict(body), index_kwargs(kw))
+def refresh(obj: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+    """A new refresh window means a new sync Job; no writes when the window has not moved (called by the sampler
+    for Taxonomies with a refreshInterval)."""
+    reconcile_taxonomy(obj, idx)
