@@ -17,51 +17,57 @@ Key = tuple[str, str, str]
 
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def labrador_jobs(body: kopf.Body, **_: Any) -> dict[Key, JobState] | None:
+async def labrador_jobs(body: kopf.Body, **_: Any) -> dict[Key, JobState] | None:
     key = parent_key(dict(body))
     return {key: job_state(dict(body))} if key else None
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
-def labrador_pods(body: kopf.Body, **_: Any) -> dict[Key, PodState] | None:
+async def labrador_pods(body: kopf.Body, **_: Any) -> dict[Key, PodState] | None:
     key = parent_key(dict(body))
     return {key: pod_state(dict(body))} if key else None
 
 
 @kopf.index("", "v1", "configmaps", labels=OURS)
-def labrador_configmaps(body: kopf.Body, name: str, **_: Any) -> dict[Key, str] | None:
+async def labrador_configmaps(body: kopf.Body, name: str, **_: Any) -> dict[Key, str] | None:
     key = parent_key(dict(body))
     return {key: name} if key else None
 
 
 @kopf.index("", "v1", "services", labels=OURS)
-def labrador_services(body: kopf.Body, name: str, **_: Any) -> dict[Key, str] | None:
+async def labrador_services(body: kopf.Body, name: str, **_: Any) -> dict[Key, str] | None:
     key = parent_key(dict(body))
     return {key: name} if key else None
 
 
+#: metadata a reconcile and its Events need; not managedFields or kubectl's last-applied copy of the spec, which
+#: would triple what the operator holds per object
+SUMMARY_META = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp", "labels")
+
+
 def _summary(body: kopf.Body) -> dict[str, Any]:
+    meta = body.metadata
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": dict(body.metadata),
+        "metadata": {k: meta[k] for k in SUMMARY_META if k in meta},
         "spec": dict(body.spec),
         "status": dict(body.status),
     }
 
 
 @kopf.index(API_GROUP, API_VERSION, "syntheticdatajobs")
-def syntheticdatajobs_by_name(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
+async def syntheticdatajobs_by_name(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
     return {(namespace, name): _summary(body)}
 
 
 @kopf.index(API_GROUP, API_VERSION, "finetunejobs")
-def finetunejobs_by_name(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
+async def finetunejobs_by_name(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
     return {(namespace, name): _summary(body)}
 
 
 @kopf.index(API_GROUP, API_VERSION, "taxonomies")
-def taxonomies_by_name(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
+async def taxonomies_by_name(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
     return {(namespace, name): _summary(body)}
 
 

@@ -160,7 +160,8 @@ def plan(
         if manifest is not None and manifest["metadata"]["name"] not in existing and not suspend:
             out.create.append(manifest)
 
-    ensure(b.build_config_map(owner, spec, dep.data, settings), children.config_maps)
+    if b.config_map_name(owner) not in children.config_maps:  # built only when missing: JSON of every phase
+        ensure(b.build_config_map(owner, spec, dep.data, settings), children.config_maps)
 
     # 3. phases in order
     phases: list[dict[str, Any]] = []

@@ -76,7 +76,8 @@ def plan(
         if manifest["metadata"]["name"] not in existing and not suspend:
             out.create.append(manifest)
 
-    ensure(b.build_config_map(owner, spec, snap, settings), children.config_maps)
+    if b.config_map_name(owner) not in children.config_maps:
+        ensure(b.build_config_map(owner, spec, snap, settings), children.config_maps)
     gen = children.jobs.get(b.generate_job_name(owner))
     mix = children.jobs.get(b.mix_job_name(owner))
     n = spec.parallelism
