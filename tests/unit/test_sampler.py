@@ -13,6 +13,7 @@ import pytest
 
 import labrador_operator.handlers  # noqa: F401  (registers every handler)
 from labrador_operator.handlers import apply, sampler
+from labrador_operator.handlers.cache import Cache
 from labrador_operator.handlers.startup import NoDiffBase
 from labrador_operator.settings import Settings
 
@@ -64,7 +65,7 @@ class Recorder:
         self.calls: list[tuple[float, str]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, obj: dict[str, Any], idx: Any) -> None:
+    def __call__(self, obj: dict[str, Any]) -> None:
         with self.lock:
             self.calls.append((time.monotonic(), obj["metadata"]["name"]))
 
@@ -73,14 +74,13 @@ def _sampler(
     monkeypatch: pytest.MonkeyPatch, jobs: list[dict[str, Any]], **settings: Any
 ) -> tuple[sampler.Sampler, Recorder]:
     rec = Recorder()
-    monkeypatch.setattr(sampler, "PROGRESS", (("finetunejobs_by_name", "finetunejobs", "Running", rec),))
-    idx: dict[str, Any] = {
-        "finetunejobs_by_name": {("ns", j["metadata"]["name"]): [j] for j in jobs},
-        "taxonomies_by_name": {},
-    }
+    monkeypatch.setattr(sampler, "PROGRESS", (("finetunejobs", "Running", rec),))
+    cache = Cache()
+    for j in jobs:
+        cache.observe_parent("finetunejobs", None, j)
     ks = kopf.OperatorSettings()
     ks.peering.standalone = True
-    return sampler.Sampler(idx, Settings(**settings), ks), rec
+    return sampler.Sampler(cache, Settings(**settings), ks), rec
 
 
 def test_only_running_jobs_are_sampled_by_their_latest_written_phase(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,12 +112,12 @@ def test_a_failing_scrape_does_not_stop_the_round(monkeypatch: pytest.MonkeyPatc
     jobs = [_obj(f"j{i}", "Running") for i in range(4)]
     s, rec = _sampler(monkeypatch, jobs, progress_interval_seconds=0.4)
 
-    def flaky(obj: dict[str, Any], idx: Any) -> None:
-        rec(obj, idx)
+    def flaky(obj: dict[str, Any]) -> None:
+        rec(obj)
         if obj["metadata"]["name"] == "j1":
             raise RuntimeError("pod went away")
 
-    monkeypatch.setattr(sampler, "PROGRESS", (("finetunejobs_by_name", "finetunejobs", "Running", flaky),))
+    monkeypatch.setattr(sampler, "PROGRESS", (("finetunejobs", "Running", flaky),))
     s.start()
     time.sleep(1.0)
     s.close()

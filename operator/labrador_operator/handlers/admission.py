@@ -17,7 +17,7 @@ from labrador_operator.api.finetune import FineTuneJobSpec
 from labrador_operator.api.sdg import PLURAL as SDG_PLURAL
 from labrador_operator.api.sdg import SyntheticDataJobSpec
 from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_DATA, LABEL_TAXONOMY
-from labrador_operator.handlers import indexes
+from labrador_operator.handlers.cache import CACHE
 
 OPERATIONS = ["CREATE", "UPDATE"]
 
@@ -36,7 +36,7 @@ def validate_finetunejob(spec: kopf.Spec, namespace: str, warnings: list[str], *
         return  # the schema and CEL already report what is wrong, field by field
     exists: bool | None = None
     if (ref := parsed.data.synthetic_data_job_ref) is not None:
-        exists = indexes.one(kw["syntheticdatajobs_by_name"], (namespace, ref.name)) is not None
+        exists = CACHE.parent("syntheticdatajobs", namespace, ref.name) is not None
     _reject(semantics.finetunejob(parsed, data_job_exists=exists), warnings)
 
 
@@ -46,7 +46,7 @@ def validate_syntheticdatajob(spec: kopf.Spec, namespace: str, warnings: list[st
         parsed = SyntheticDataJobSpec.model_validate(dict(spec))
     except ValidationError:
         return
-    tax = indexes.one(kw["taxonomies_by_name"], (namespace, parsed.taxonomy_ref.name))
+    tax = CACHE.parent("taxonomies", namespace, parsed.taxonomy_ref.name)
     _reject(semantics.syntheticdatajob(parsed, taxonomy_exists=tax is not None), warnings)
 
 

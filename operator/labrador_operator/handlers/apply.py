@@ -128,10 +128,6 @@ def reconcile(
             metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - t0)
 
 
-def index_kwargs(kw: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    return {k: v for k, v in kw.items() if isinstance(v, kopf.Index)}
-
-
 def _transition_message(plan: Plan, phase: str) -> tuple[str, str]:
     conds = plan.status.get("conditions") or []
     failed = next((c for c in conds if c["type"] == "Failed" and c["status"] == "True"), None)

@@ -9,12 +9,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 from kubernetes.client.rest import ApiException
 
 from labrador_operator.constants import API_GROUP, API_VERSION
+from labrador_operator.handlers.cache import pages
 
 log = logging.getLogger("labrador.client")
 _lock = threading.Lock()
@@ -34,7 +36,7 @@ def api() -> kubernetes.client.ApiClient:
             except kubernetes.config.ConfigException:
                 kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
             cfg = kubernetes.client.Configuration.get_default_copy()
-            cfg.connection_pool_maxsize = 32
+            cfg.connection_pool_maxsize = int(os.environ.get("LABRADOR_MAX_WORKERS", "16")) + 16  # + the sampler
             _api = kubernetes.client.ApiClient(cfg)
         return _api
 
@@ -115,6 +117,47 @@ def get_object(group: str, version: str, plural: str, name: str, namespace: str 
         if e.status == 404:
             return None
         raise
+
+
+#: where each kind the cache loads is listed: (API group/version, plural)
+LISTS = {
+    "finetunejobs": (f"{API_GROUP}/{API_VERSION}", "finetunejobs"),
+    "syntheticdatajobs": (f"{API_GROUP}/{API_VERSION}", "syntheticdatajobs"),
+    "taxonomies": (f"{API_GROUP}/{API_VERSION}", "taxonomies"),
+    "Job": ("batch/v1", "jobs"),
+    "Pod": ("v1", "pods"),
+    "ConfigMap": ("v1", "configmaps"),
+    "Service": ("v1", "services"),
+}
+
+
+def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (), page: int = 500) -> Iterator[Any]:
+    """Every object of one kind in the watched namespaces (cluster-wide when none, or when any is a glob), one page
+    at a time, as raw JSON: no client models, and only one page decoded at once."""
+    group_version, plural = LISTS[what]
+    root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    plain = [ns for ns in namespaces if not any(c in ns for c in "*?[!")]
+    paths = [f"{root}/namespaces/{ns}/{plural}" for ns in plain] if plain and len(plain) == len(namespaces) else []
+    c = api()
+    for path in paths or [f"{root}/{plural}"]:
+
+        def fetch(token: str | None, path: str = path) -> bytes:
+            query: list[tuple[str, Any]] = [("limit", page)]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            request = c.param_serialize(
+                "GET", path, query_params=query, header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )  # fmt: skip
+            response = c.call_api(*request, _request_timeout=60)
+            data = response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException(status=response.status, reason=f"GET {path}: {data[:300]!r}")
+            return data
+
+        yield from pages(fetch)
 
 
 def ensure_peering(name: str, namespaces: list[str]) -> list[str]:

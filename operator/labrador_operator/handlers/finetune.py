@@ -9,32 +9,26 @@ import kopf
 from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
 from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
-from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_KIND
-from labrador_operator.handlers import indexes
-from labrador_operator.handlers.apply import current_status, forget, index_kwargs, reconcile, write_status
+from labrador_operator.constants import API_GROUP, API_VERSION
+from labrador_operator.handlers.apply import current_status, forget, reconcile, write_status
+from labrador_operator.handlers.cache import CACHE, Key
 from labrador_operator.reconcile import finetune as decide
-from labrador_operator.reconcile.observe import now_iso, parent_key
+from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
 
 SETTINGS = Settings.from_env()
 TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 
 
-def reconcile_finetunejob(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+def reconcile_finetunejob(body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: FineTuneJobSpec, status: dict[str, Any]) -> Any:
-        kids = indexes.children(
-            (ns, KIND.lower(), name),
-            idx["labrador_jobs"],
-            idx["labrador_pods"],
-            idx["labrador_configmaps"],
-            idx["labrador_services"],
-        )
+        kids = CACHE.children((ns, KIND.lower(), name))
         sdg = None
         if spec.data.synthetic_data_job_ref:
-            sdg = indexes.one(idx["syntheticdatajobs_by_name"], (ns, spec.data.synthetic_data_job_ref.name))
+            sdg = CACHE.parent("syntheticdatajobs", ns, spec.data.synthetic_data_job_ref.name)
         return decide.plan(
             owner=Owner(ns, name, meta["uid"]),
             spec=spec,
@@ -49,39 +43,34 @@ def reconcile_finetunejob(body: dict[str, Any], idx: dict[str, kopf.Index[Any, A
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def on_finetunejob(event: dict[str, Any], body: kopf.Body, **kw: Any) -> None:
+def on_finetunejob(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
     if event.get("type") == "DELETED":
         forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
         return
-    reconcile_finetunejob(dict(body), index_kwargs(kw))
+    reconcile_finetunejob(dict(body))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: "finetunejob"})
-@kopf.on.event("", "v1", "pods", labels={LABEL_KIND: "finetunejob"})
-def on_child(body: kopf.Body, **kw: Any) -> None:
-    key = parent_key(dict(body))
-    if key is None:
-        return
-    parent = indexes.one(kw["finetunejobs_by_name"], (key[0], key[2]))
+def on_child(key: Key) -> None:
+    """A child Job or Pod changed (handlers/children.py): reconcile its parent unless it has finished."""
+    parent = CACHE.parent(PLURAL, key[0], key[2])
     if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
-        reconcile_finetunejob(parent, index_kwargs(kw))
+        reconcile_finetunejob(parent)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "syntheticdatajobs")
-def on_data_source(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
+def on_data_source(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A SyntheticDataJob finished: re-check the FineTuneJobs waiting for it."""
+    CACHE.observe_parent("syntheticdatajobs", event.get("type"), dict(body))
     if (body.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
         return
-    for (ns, _), store in list(kw["finetunejobs_by_name"].items()):
-        if ns != namespace:
-            continue
-        for ft in store:
-            ref = ((ft.get("spec") or {}).get("data") or {}).get("syntheticDataJobRef") or {}
-            if ref.get("name") == name and (ft.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
-                reconcile_finetunejob(ft, index_kwargs(kw))
+    for ft in CACHE.parents(PLURAL, namespace):
+        ref = ((ft.get("spec") or {}).get("data") or {}).get("syntheticDataJobRef") or {}
+        if ref.get("name") == name and (ft.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
+            reconcile_finetunejob(ft)
 
 
-def sample_progress(obj: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+def sample_progress(obj: dict[str, Any]) -> None:
     """Read rank 0's metrics and write status.progress, only when something moved (called by the sampler)."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -89,13 +78,7 @@ def sample_progress(obj: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -
     current = status.get("currentPhase")
     if not current:
         return
-    kids = indexes.children(
-        (namespace, KIND.lower(), name),
-        idx["labrador_jobs"],
-        idx["labrador_pods"],
-        idx["labrador_configmaps"],
-        idx["labrador_services"],
-    )
+    kids = CACHE.children((namespace, KIND.lower(), name))
     pod = kids.rank0(phase_job_name(Owner(namespace, name, ""), current))
     if pod is None or pod.ip is None:
         return

@@ -2,7 +2,7 @@
 
 Not a kopf timer per object: a timer puts kopf's finalizer on every FineTuneJob and SyntheticDataJob it runs for
 (two writes per job, and a delete that waits for the operator) and keeps a task per object. This thread walks the
-parents' indexes instead: every running job is scraped once per ``progress_interval_seconds``, the scrapes spread
+parents in the cache instead: every running job is scraped once per ``progress_interval_seconds``, the scrapes spread
 evenly over the interval and never more than ``progress_max_per_second`` in all, at most ``progress_concurrency`` at a
 time (an unreachable pod costs its 2 s timeout to one slot, not to the round). Taxonomies with a ``refreshInterval``
 are re-reconciled every ``refresh_check_seconds``; a reconcile writes only when a new window has begun.
@@ -24,17 +24,18 @@ from typing import Any
 import kopf
 
 from labrador_operator.handlers import client, finetune, sdg, taxonomy
-from labrador_operator.handlers.apply import current_status, index_kwargs
+from labrador_operator.handlers.apply import current_status
+from labrador_operator.handlers.cache import CACHE, Cache
 from labrador_operator.reconcile.observe import parse_time
 from labrador_operator.settings import Settings
 
 log = logging.getLogger("labrador.sampler")
-Sample = Callable[[dict[str, Any], dict[str, kopf.Index[Any, Any]]], None]
+Sample = Callable[[dict[str, Any]], None]
 
-#: (index of parents, plural, phase that is sampled, function that samples one)
-PROGRESS: tuple[tuple[str, str, str, Sample], ...] = (
-    ("finetunejobs_by_name", finetune.PLURAL, "Running", finetune.sample_progress),
-    ("syntheticdatajobs_by_name", sdg.PLURAL, "Running", sdg.sample_progress),
+#: (plural, phase that is sampled, function that samples one)
+PROGRESS: tuple[tuple[str, str, Sample], ...] = (
+    (finetune.PLURAL, "Running", finetune.sample_progress),
+    (sdg.PLURAL, "Running", sdg.sample_progress),
 )
 
 
@@ -65,8 +66,8 @@ def paused_by_peers(status: dict[str, Any], priority: int, now: datetime) -> boo
 
 
 class Sampler:
-    def __init__(self, idx: dict[str, kopf.Index[Any, Any]], settings: Settings, kopf_settings: kopf.OperatorSettings):
-        self.idx, self.settings, self.kopf_settings = idx, settings, kopf_settings
+    def __init__(self, cache: Cache, settings: Settings, kopf_settings: kopf.OperatorSettings):
+        self.cache, self.settings, self.kopf_settings = cache, settings, kopf_settings
         self.stop = threading.Event()
         self.pool = ThreadPoolExecutor(settings.progress_concurrency, thread_name_prefix="labrador-sampler")
         self.slots = threading.Semaphore(settings.progress_concurrency)
@@ -83,18 +84,16 @@ class Sampler:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def running(self) -> Iterator[tuple[Sample, dict[str, Any]]]:
-        """Each parent whose current phase (our last write laid over the index) is sampled."""
-        for index, plural, phase, fn in PROGRESS:
-            for _, store in list(self.idx[index].items()):
-                for obj in list(store):
-                    if current_status(plural, obj).get("phase") == phase:
-                        yield fn, obj
+        """Each parent whose current phase (our last write laid over the cache) is sampled."""
+        for plural, phase, fn in PROGRESS:
+            for obj in self.cache.parents(plural):
+                if current_status(plural, obj).get("phase") == phase:
+                    yield fn, obj
 
     def refreshing(self) -> Iterator[tuple[Sample, dict[str, Any]]]:
-        for _, store in list(self.idx["taxonomies_by_name"].items()):
-            for obj in list(store):
-                if (obj.get("spec") or {}).get("refreshInterval"):
-                    yield taxonomy.refresh, obj
+        for obj in self.cache.parents(taxonomy.PLURAL):
+            if (obj.get("spec") or {}).get("refreshInterval"):
+                yield taxonomy.refresh, obj
 
     def paused(self) -> bool:
         peering = self.kopf_settings.peering
@@ -121,6 +120,8 @@ class Sampler:
             if paused != self.was_paused:
                 log.info("sampler %s", "paused: another replica outranks this one" if paused else "active")
                 self.was_paused = paused
+                if not paused:  # taking over: what changed while kopf's watches were paused is not in the cache
+                    self.reload()
             if not paused:
                 work = list(self.running())
                 if t0 >= self.next_refresh:
@@ -136,9 +137,18 @@ class Sampler:
                     return
             self.stop.wait(max(interval - (time.monotonic() - t0), 0.05))
 
+    def reload(self) -> None:
+        namespaces = self.settings.namespaces
+        try:
+            self.cache.load(
+                lambda what, selector: client.list_objects(what, selector, namespaces), namespaces, prune_only=True
+            )
+        except Exception:
+            log.exception("reloading the cache failed; the watch events keep it current from here")
+
     def _one(self, fn: Sample, obj: dict[str, Any]) -> None:
         try:
-            fn(obj, self.idx)
+            fn(obj)
         except Exception:  # one job's scrape never stops the others
             meta = obj.get("metadata") or {}
             log.exception("sampling %s/%s failed", meta.get("namespace"), meta.get("name"))
@@ -148,7 +158,7 @@ class Sampler:
 
 @kopf.on.startup()
 def start_sampler(memo: kopf.Memo, settings: kopf.OperatorSettings, **kw: Any) -> None:
-    sampler = Sampler(index_kwargs(kw), Settings.from_env(), settings)
+    sampler = Sampler(CACHE, Settings.from_env(), settings)
     sampler.start()
     memo["labrador_sampler"] = sampler
 

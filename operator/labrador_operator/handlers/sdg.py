@@ -9,30 +9,24 @@ import kopf
 from labrador_operator import progress
 from labrador_operator.api.sdg import PLURAL, Phase, SyntheticDataJobSpec
 from labrador_operator.builders.sdg import KIND, Owner, generate_job_name
-from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_KIND
-from labrador_operator.handlers import indexes
-from labrador_operator.handlers.apply import current_status, forget, index_kwargs, reconcile, write_status
+from labrador_operator.constants import API_GROUP, API_VERSION
+from labrador_operator.handlers.apply import current_status, forget, reconcile, write_status
+from labrador_operator.handlers.cache import CACHE, Key
 from labrador_operator.reconcile import sdg as decide
-from labrador_operator.reconcile.observe import now_iso, parent_key
+from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
 
 SETTINGS = Settings.from_env()
 TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 
 
-def reconcile_sdg(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+def reconcile_sdg(body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: SyntheticDataJobSpec, status: dict[str, Any]) -> Any:
-        kids = indexes.children(
-            (ns, KIND.lower(), name),
-            idx["labrador_jobs"],
-            idx["labrador_pods"],
-            idx["labrador_configmaps"],
-            idx["labrador_services"],
-        )
-        tax = indexes.one(idx["taxonomies_by_name"], (ns, spec.taxonomy_ref.name))
+        kids = CACHE.children((ns, KIND.lower(), name))
+        tax = CACHE.parent("taxonomies", ns, spec.taxonomy_ref.name)
         return decide.plan(
             owner=Owner(ns, name, meta["uid"]),
             spec=spec,
@@ -47,48 +41,37 @@ def reconcile_sdg(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) ->
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def on_sdg(event: dict[str, Any], body: kopf.Body, **kw: Any) -> None:
+def on_sdg(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
     if event.get("type") == "DELETED":
         forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
         return
-    reconcile_sdg(dict(body), index_kwargs(kw))
+    reconcile_sdg(dict(body))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: "syntheticdatajob"})
-@kopf.on.event("", "v1", "pods", labels={LABEL_KIND: "syntheticdatajob"})
-def on_child(body: kopf.Body, **kw: Any) -> None:
-    key = parent_key(dict(body))
-    if key is None:
-        return
-    parent = indexes.one(kw["syntheticdatajobs_by_name"], (key[0], key[2]))
+def on_child(key: Key) -> None:
+    """A child Job or Pod changed (handlers/children.py): reconcile its parent unless it has finished."""
+    parent = CACHE.parent(PLURAL, key[0], key[2])
     if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
-        reconcile_sdg(parent, index_kwargs(kw))
+        reconcile_sdg(parent)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "taxonomies")
-def on_taxonomy_change(body: kopf.Body, namespace: str, name: str, **kw: Any) -> None:
+def on_taxonomy_change(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A Taxonomy changed phase: re-check the SyntheticDataJobs waiting for it."""
-    for (ns, _), store in list(kw["syntheticdatajobs_by_name"].items()):
-        if ns != namespace:
-            continue
-        for sdg in store:
-            ref = ((sdg.get("spec") or {}).get("taxonomyRef") or {}).get("name")
-            if ref == name and (sdg.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
-                reconcile_sdg(sdg, index_kwargs(kw))
+    CACHE.observe_parent("taxonomies", event.get("type"), dict(body))
+    for sdg in CACHE.parents(PLURAL, namespace):
+        ref = ((sdg.get("spec") or {}).get("taxonomyRef") or {}).get("name")
+        if ref == name and (sdg.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
+            reconcile_sdg(sdg)
 
 
-def sample_progress(obj: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+def sample_progress(obj: dict[str, Any]) -> None:
     """Sum the running shards' metrics into status.progress, only when something moved (called by the sampler)."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     status = current_status(PLURAL, obj)
-    kids = indexes.children(
-        (namespace, KIND.lower(), name),
-        idx["labrador_jobs"],
-        idx["labrador_pods"],
-        idx["labrador_configmaps"],
-        idx["labrador_services"],
-    )
+    kids = CACHE.children((namespace, KIND.lower(), name))
     job = generate_job_name(Owner(namespace, name, ""))
     shards = []
     for pod in kids.pods.values():

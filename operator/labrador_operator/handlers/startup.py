@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 import kopf
 
 from labrador_operator.constants import API_GROUP
+from labrador_operator.handlers import client
+from labrador_operator.handlers.cache import CACHE
+from labrador_operator.settings import Settings
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -51,6 +54,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if server is not None:
         settings.admission.server = server
         settings.admission.managed = API_GROUP
+
+
+@kopf.on.startup()
+def load_cache(logger: logging.Logger, **_: Any) -> None:
+    """One LIST per kind fills the cache before kopf starts watching (it runs startup handlers first)."""
+    namespaces = Settings.from_env().namespaces
+    loaded = CACHE.load(lambda what, selector: client.list_objects(what, selector, namespaces), namespaces)
+    logger.info(f"cache loaded: {loaded} objects {CACHE.sizes()}")
 
 
 def configure_peering(settings: kopf.OperatorSettings, env: Mapping[str, str]) -> None:

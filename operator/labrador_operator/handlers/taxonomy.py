@@ -9,28 +9,21 @@ import kopf
 
 from labrador_operator.api.taxonomy import PLURAL, TaxonomySpec
 from labrador_operator.builders.taxonomy import KIND, Owner
-from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_KIND
-from labrador_operator.handlers import indexes
-from labrador_operator.handlers.apply import forget, index_kwargs, reconcile
+from labrador_operator.constants import API_GROUP, API_VERSION
+from labrador_operator.handlers.apply import forget, reconcile
+from labrador_operator.handlers.cache import CACHE, Key
 from labrador_operator.reconcile import taxonomy as decide
-from labrador_operator.reconcile.observe import parent_key
 from labrador_operator.settings import Settings
 
 SETTINGS = Settings.from_env()
 
 
-def reconcile_taxonomy(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+def reconcile_taxonomy(body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: TaxonomySpec, status: dict[str, Any]) -> Any:
-        kids = indexes.children(
-            (ns, KIND.lower(), name),
-            idx["labrador_jobs"],
-            idx["labrador_pods"],
-            idx["labrador_configmaps"],
-            idx["labrador_services"],
-        )
+        kids = CACHE.children((ns, KIND.lower(), name))
         return decide.plan(
             owner=Owner(ns, name, meta["uid"]),
             spec=spec,
@@ -45,22 +38,22 @@ def reconcile_taxonomy(body: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def on_taxonomy(event: dict[str, Any], body: kopf.Body, **kw: Any) -> None:
+def on_taxonomy(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
     if event.get("type") == "DELETED":
         forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
         return
-    reconcile_taxonomy(dict(body), index_kwargs(kw))
+    reconcile_taxonomy(dict(body))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: "taxonomy"})
-@kopf.on.event("", "v1", "pods", labels={LABEL_KIND: "taxonomy"})
-def on_child(body: kopf.Body, **kw: Any) -> None:
-    key = parent_key(dict(body))
-    if key is not None and (parent := indexes.one(kw["taxonomies_by_name"], (key[0], key[2]))) is not None:
-        reconcile_taxonomy(parent, index_kwargs(kw))
+def on_child(key: Key) -> None:
+    """A child Job or Pod changed (handlers/children.py): reconcile its parent."""
+    parent = CACHE.parent(PLURAL, key[0], key[2])
+    if parent is not None:
+        reconcile_taxonomy(parent)
 
 
-def refresh(obj: dict[str, Any], idx: dict[str, kopf.Index[Any, Any]]) -> None:
+def refresh(obj: dict[str, Any]) -> None:
     """A new refresh window means a new sync Job; no writes when the window has not moved (called by the sampler
     for Taxonomies with a refreshInterval)."""
-    reconcile_taxonomy(obj, idx)
+    reconcile_taxonomy(obj)

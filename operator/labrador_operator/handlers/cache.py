@@ -1,0 +1,187 @@
+"""What the operator knows of its objects: small records, filled by one paginated LIST per kind at startup and kept
+current by the watch events the handlers receive. Reconciles read it instead of calling the API (no GETs).
+
+Not kopf's indexes: at startup kopf holds every object's handlers until every object of every indexed kind is
+indexed, and wakes all waiting objects each time one more is indexed — quadratic in the number of objects. Measured
+on 1,000 finished FineTuneJobs (6,000 objects with their children): 90 s of CPU before the first handler ran, and
+every decoded object held in memory meanwhile; 5,000 jobs would take about 25 times that. kopf runs startup
+handlers before it starts watching, so the LIST below is complete before the first event; the events then keep the
+records current, in the same order kopf delivers them per object.
+
+Records: parents (FineTuneJob, SyntheticDataJob, Taxonomy) as spec + status + the metadata a reconcile needs;
+children (labelled ``app.kubernetes.io/managed-by=labrador-operator``) as JobState / PodState / names, grouped by
+parent key ``(namespace, parent kind, parent name)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_MANAGED_BY, MANAGED_BY
+from labrador_operator.reconcile.observe import Children, JobState, PodState, job_state, parent_key, pod_state
+
+Key = tuple[str, str, str]
+PARENTS = ("finetunejobs", "syntheticdatajobs", "taxonomies")
+PARENT_KINDS = {"finetunejobs": "FineTuneJob", "syntheticdatajobs": "SyntheticDataJob", "taxonomies": "Taxonomy"}
+CHILD_KINDS = ("Job", "Pod", "ConfigMap", "Service")
+MANAGED = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+#: metadata a reconcile and its Events need; not managedFields or kubectl's last-applied copy of the spec
+SUMMARY_META = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp", "labels")
+
+
+def summary(plural: str, body: dict[str, Any]) -> dict[str, Any]:
+    """What a reconcile (and an Event about the object) needs. LIST items carry no apiVersion/kind."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": PARENT_KINDS[plural],
+        "metadata": {k: meta[k] for k in SUMMARY_META if k in meta},
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+class Cache:
+    """Thread-safe: kopf runs sync handlers in its thread pool, the sampler in its own thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parents: dict[str, dict[tuple[str, str], dict[str, Any]]] = {p: {} for p in PARENTS}
+        self._jobs: dict[Key, dict[str, JobState]] = {}
+        self._pods: dict[Key, dict[str, PodState]] = {}
+        self._config_maps: dict[Key, set[str]] = {}
+        self._services: dict[Key, set[str]] = {}
+
+    # --- parents -----------------------------------------------------------------------------------------------
+    def observe_parent(self, plural: str, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if event_type == "DELETED":
+                self._parents[plural].pop(key, None)
+            else:
+                self._parents[plural][key] = summary(plural, body)
+
+    def parent(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._parents[plural].get((namespace, name))
+
+    def parents(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [v for (ns, _), v in self._parents[plural].items() if namespace is None or ns == namespace]
+
+    # --- children ----------------------------------------------------------------------------------------------
+    def observe_child(self, kind: str, event_type: str | None, body: dict[str, Any]) -> Key | None:
+        """Record (or forget, when deleted) one child; returns its parent key, None for objects of no parent."""
+        key = parent_key(body)
+        if key is None:
+            return None
+        name = (body.get("metadata") or {}).get("name", "")
+        deleted = event_type == "DELETED"
+        with self._lock:
+            if kind == "Job":
+                self._put(self._jobs, key, name, None if deleted else job_state(body))
+            elif kind == "Pod":
+                self._put(self._pods, key, name, None if deleted else pod_state(body))
+            else:
+                names = (self._config_maps if kind == "ConfigMap" else self._services).setdefault(key, set())
+                (names.discard if deleted else names.add)(name)
+                if not names:
+                    (self._config_maps if kind == "ConfigMap" else self._services).pop(key, None)
+        return key
+
+    @staticmethod
+    def _put(store: dict[Key, dict[str, Any]], key: Key, name: str, record: Any) -> None:
+        if record is None:
+            entries = store.get(key)
+            if entries is not None:
+                entries.pop(name, None)
+                if not entries:
+                    store.pop(key, None)
+        else:
+            store.setdefault(key, {})[name] = record
+
+    def children(self, key: Key) -> Children:
+        with self._lock:
+            return Children(
+                jobs=dict(self._jobs.get(key, {})),
+                pods=dict(self._pods.get(key, {})),
+                config_maps=set(self._config_maps.get(key, ())),
+                services=set(self._services.get(key, ())),
+            )
+
+    # --- startup -----------------------------------------------------------------------------------------------
+    def load(
+        self,
+        lister: Callable[[str, str], Iterable[dict[str, Any]]],
+        namespaces: Iterable[str] = (),
+        *,
+        prune_only: bool = False,
+    ) -> int:
+        """One LIST per kind: ``lister(kind_or_plural, label_selector)`` yields the objects of the watched scope
+        (filtered here by ``namespaces``, which may be globs like kopf's). At startup (before any event) the cache
+        becomes exactly that. With ``prune_only`` (a standby taking over while events flow again) it only forgets
+        what no longer exists: kopf re-lists on resume and its events carry the current state of everything else."""
+        fresh = Cache()
+        patterns = list(namespaces)
+        count = 0
+        for what in (*PARENTS, *CHILD_KINDS):
+            for obj in lister(what, "" if what in PARENTS else MANAGED):
+                ns = (obj.get("metadata") or {}).get("namespace", "")
+                if patterns and not any(fnmatch.fnmatchcase(ns, p) for p in patterns):
+                    continue
+                if what in PARENTS:
+                    fresh.observe_parent(what, None, obj)
+                else:
+                    fresh.observe_child(what, None, obj)
+                count += 1
+        with self._lock:
+            if not prune_only:
+                self._parents, self._jobs, self._pods = fresh._parents, fresh._jobs, fresh._pods
+                self._config_maps, self._services = fresh._config_maps, fresh._services
+                return count
+            for plural, entries in self._parents.items():
+                for key in [k for k in entries if k not in fresh._parents[plural]]:
+                    del entries[key]
+            for mine, theirs in (
+                (self._jobs, fresh._jobs),
+                (self._pods, fresh._pods),
+                (self._config_maps, fresh._config_maps),
+                (self._services, fresh._services),
+            ):
+                for key in list(mine):
+                    keep = theirs.get(key) or ()
+                    names = mine[key]
+                    for name in [n for n in names if n not in keep]:
+                        (names.pop if isinstance(names, dict) else names.discard)(name)  # type: ignore[attr-defined]
+                    if not names:
+                        del mine[key]
+        return count
+
+    def sizes(self) -> dict[str, int]:
+        with self._lock:
+            out = {p: len(v) for p, v in self._parents.items()}
+            out["jobs"] = sum(len(v) for v in self._jobs.values())
+            out["pods"] = sum(len(v) for v in self._pods.values())
+            out["configmaps"] = sum(len(v) for v in self._config_maps.values())
+            out["services"] = sum(len(v) for v in self._services.values())
+            return out
+
+
+def pages(fetch: Callable[[str | None], bytes]) -> Iterator[dict[str, Any]]:
+    """Items of a paginated LIST: ``fetch(continue_token)`` returns one page's raw JSON."""
+    token: str | None = None
+    while True:
+        page = json.loads(fetch(token))
+        yield from page.get("items") or []
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return
+
+
+#: the process's one cache (the handlers, the sampler and the webhooks share it)
+CACHE = Cache()

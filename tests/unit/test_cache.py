@@ -1,0 +1,114 @@
+"""The operator's cache: records from watch events, one LIST at startup, pruning on a standby's takeover."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from labrador_operator.constants import ANNOTATION_OWNER, LABEL_KIND, LABEL_MANAGED_BY, MANAGED_BY
+from labrador_operator.handlers.cache import MANAGED, Cache, pages
+
+
+def parent(name: str, ns: str = "a", phase: str | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name, "namespace": ns, "uid": f"uid-{name}", "generation": 2,
+            "managedFields": [{"manager": "kubectl"}] * 50,
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}" * 100},
+        },
+        "spec": {"model": {"uri": "hf://m"}},
+        "status": {"phase": phase} if phase else {},
+    }  # fmt: skip
+
+
+def child(kind: str, name: str, owner: str, ns: str = "a", parent_kind: str = "finetunejob") -> dict[str, Any]:
+    meta = {
+        "name": name,
+        "namespace": ns,
+        "labels": {LABEL_KIND: parent_kind, LABEL_MANAGED_BY: MANAGED_BY, "batch.kubernetes.io/job-name": "j"},
+        "annotations": {ANNOTATION_OWNER: owner},
+    }
+    body: dict[str, Any] = {"metadata": meta, "spec": {}, "status": {}}
+    if kind == "Job":
+        body["spec"] = {"completions": 2}
+        body["status"] = {"active": 1}
+    return body
+
+
+def test_parents_keep_only_what_a_reconcile_needs() -> None:
+    c = Cache()
+    c.observe_parent("finetunejobs", None, parent("x", phase="Running"))
+    got = c.parent("finetunejobs", "a", "x")
+    assert got is not None
+    assert got["kind"] == "FineTuneJob" and got["apiVersion"] == "labrador.dev/v1alpha1"  # LIST items carry neither
+    assert set(got["metadata"]) == {"name", "namespace", "uid", "generation"}
+    assert got["status"] == {"phase": "Running"} and got["spec"]["model"]["uri"] == "hf://m"
+    c.observe_parent("finetunejobs", "DELETED", parent("x"))
+    assert c.parent("finetunejobs", "a", "x") is None
+
+
+def test_children_are_grouped_by_parent_and_forgotten_when_deleted() -> None:
+    c = Cache()
+    assert c.observe_child("Job", "ADDED", child("Job", "x-only", "x")) == ("a", "finetunejob", "x")
+    c.observe_child("Pod", None, child("Pod", "x-only-0", "x"))
+    c.observe_child("ConfigMap", None, child("ConfigMap", "x-config", "x"))
+    c.observe_child("Service", None, child("Service", "x-only", "x"))
+    c.observe_child("Job", None, child("Job", "y-only", "y"))
+    kids = c.children(("a", "finetunejob", "x"))
+    assert set(kids.jobs) == {"x-only"} and kids.jobs["x-only"].completions == 2
+    assert set(kids.pods) == {"x-only-0"} and kids.config_maps == {"x-config"} and kids.services == {"x-only"}
+    for kind, name in (("Job", "x-only"), ("Pod", "x-only-0"), ("ConfigMap", "x-config"), ("Service", "x-only")):
+        c.observe_child(kind, "DELETED", child(kind, name, "x"))
+    assert c.children(("a", "finetunejob", "x")) == c.children(("a", "finetunejob", "nobody"))
+    assert c.sizes() == {"finetunejobs": 0, "syntheticdatajobs": 0, "taxonomies": 0, "jobs": 1, "pods": 0,
+                         "configmaps": 0, "services": 0}  # fmt: skip
+    assert c.observe_child("Job", None, {"metadata": {"name": "foreign", "labels": {}}}) is None
+
+
+def _lister(objects: dict[str, list[dict[str, Any]]], calls: list[tuple[str, str]]) -> Any:
+    def lister(what: str, selector: str) -> list[dict[str, Any]]:
+        calls.append((what, selector))
+        return objects.get(what, [])
+
+    return lister
+
+
+def test_load_lists_each_kind_once_and_filters_namespaces() -> None:
+    objects = {
+        "finetunejobs": [parent("x", "team-a"), parent("z", "other")],
+        "Job": [child("Job", "x-only", "x", "team-a"), child("Job", "z-only", "z", "other")],
+    }
+    calls: list[tuple[str, str]] = []
+    c = Cache()
+    c.observe_parent("finetunejobs", None, parent("stale", "team-a"))
+    assert c.load(_lister(objects, calls), ["team-*"]) == 2
+    assert [w for w, _ in calls] == ["finetunejobs", "syntheticdatajobs", "taxonomies", "Job", "Pod", "ConfigMap",
+                                     "Service"]  # fmt: skip
+    assert dict(calls)["Job"] == MANAGED and dict(calls)["finetunejobs"] == ""
+    assert [p["metadata"]["name"] for p in c.parents("finetunejobs")] == ["x"]  # stale one replaced
+    assert set(c.children(("team-a", "finetunejob", "x")).jobs) == {"x-only"}
+
+
+def test_prune_only_forgets_the_deleted_and_keeps_newer_records() -> None:
+    c = Cache()
+    c.observe_parent("finetunejobs", None, parent("kept", phase="Running"))
+    c.observe_parent("finetunejobs", None, parent("gone"))
+    c.observe_child("Job", None, child("Job", "kept-only", "kept"))
+    c.observe_child("Job", None, child("Job", "gone-only", "gone"))
+    objects = {"finetunejobs": [parent("kept", phase="Pending")], "Job": [child("Job", "kept-only", "kept")]}
+    c.load(_lister(objects, []), prune_only=True)
+    assert [p["metadata"]["name"] for p in c.parents("finetunejobs")] == ["kept"]
+    assert c.parent("finetunejobs", "a", "kept")["status"]["phase"] == "Running"  # type: ignore[index]
+    assert set(c.children(("a", "finetunejob", "kept")).jobs) == {"kept-only"}
+    assert c.children(("a", "finetunejob", "gone")).jobs == {}
+
+
+def test_pages_follow_continue_tokens() -> None:
+    served = {None: {"items": [1, 2], "metadata": {"continue": "t1"}}, "t1": {"items": [3], "metadata": {}}}
+    asked: list[str | None] = []
+
+    def fetch(token: str | None) -> bytes:
+        asked.append(token)
+        return json.dumps(served[token]).encode()
+
+    assert list(pages(fetch)) == [1, 2, 3] and asked == [None, "t1"]
