@@ -303,6 +303,22 @@ def prepare_peer(env: Env, cluster_mod: ModuleType) -> None:
 # --- operator processes --------------------------------------------------------------------------------------------
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    parts = stat[stat.rindex(")") + 2 :].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_cpu(env: Env) -> dict[str, float]:
+    """CPU seconds so far of each control plane process (kube-apiserver, etcd, kwok, ...) by its pid file."""
+    pids = Path(env.cluster.dir) / "pids"
+    return {f.stem: proc_cpu_seconds(int(f.read_text())) for f in sorted(pids.glob("*.pid"))}
+
+
 class Operator:
     """An operator as a child process, with /proc readings of its memory and CPU."""
 
@@ -343,9 +359,7 @@ class Operator:
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        parts = stat[stat.rindex(")") + 2 :].split()
-        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_seconds(self.proc.pid)
 
 
 def labrador_operator(env: Env, ns: str, kubeconfig: Path) -> Operator:
@@ -527,6 +541,19 @@ class Result:
     rss_mb: float
     peak_rss_mb: float
     cpu_s: float
+    children: int  # children seen, all jobs
+    cluster_cpu_s: dict[str, float]  # control plane process -> CPU seconds during the run
+    restart: Restart | None = None
+
+    @property
+    def create_rate(self) -> float:
+        """Creates/s the API server took from the bench's own apply of the parents (16 client threads)."""
+        return self.n / self.apply_s if self.apply_s else float("inf")
+
+    @property
+    def children_floor_s(self) -> float:
+        """How long creating every child takes at that rate, with nothing else running: no operator can beat it."""
+        return self.children / self.create_rate
 
     @property
     def writes_per_job(self) -> float:
@@ -567,6 +594,35 @@ def _operator_writes(c: Contender, writes: Counter[WriteKey], events: Counter[st
     return own + sum(v for who, v in events.items() if who in c.event_components)
 
 
+@dataclass
+class Restart:
+    """A fresh operator process over the finished jobs: until its CPU goes quiet."""
+
+    wall_s: float
+    cpu_s: float
+    rss_mb: float
+    peak_rss_mb: float
+    operator_writes: int
+
+
+def measure_restart(env: Env, c: Contender, ns: str, start_operator: Callable[[], Operator]) -> Restart:
+    before, events0, t0 = env.write_counts(), _event_writes(env, ns), time.monotonic()
+    op = start_operator()
+    try:
+        quiet, last = 0, op.cpu_seconds()
+        while quiet < 3 and time.monotonic() - t0 < 900:  # 3 s in a row under 5 % of a core
+            time.sleep(1)
+            now = op.cpu_seconds()
+            quiet = quiet + 1 if now - last < 0.05 else 0
+            last = now
+        wall, cpu = time.monotonic() - t0 - 3, op.cpu_seconds()
+        rss, peak = op.memory_mb()
+        writes = _operator_writes(c, env.write_counts() - before, _event_writes(env, ns) - events0, 0)
+    finally:
+        op.stop()
+    return Restart(wall_s=wall, cpu_s=cpu, rss_mb=rss, peak_rss_mb=peak, operator_writes=writes)
+
+
 def run(
     env: Env,
     c: Contender,
@@ -578,6 +634,7 @@ def run(
     settle_s: float = 5,
     idle_s: float = 30,
     apply_workers: int = 16,
+    restart_after: bool = False,
 ) -> Result:
     """Prepare ``ns`` (claim), start the operator, apply ``n`` jobs at once, wait until all finished, measure."""
     env.ensure_namespace(ns)
@@ -587,7 +644,7 @@ def run(
         names = [f"{c.plural[:3]}-{i:05d}" for i in range(n)]
         custom = kubernetes.client.CustomObjectsApi(env.api)
         with Watches(env, c, ns) as w:
-            before, cpu0 = env.write_counts(), op.cpu_seconds()
+            before, cpu0, cluster0 = env.write_counts(), op.cpu_seconds(), cluster_cpu(env)
             events0 = _event_writes(env, ns)
             sent: dict[str, float] = {}
 
@@ -610,7 +667,7 @@ def run(
                 time.sleep(0.2)
             done_at = max(t for _, t in w.seen.parent_done.values())
             time.sleep(settle_s)  # trailing writes of the last transitions belong to the lifecycle
-            after, cpu1 = env.write_counts(), op.cpu_seconds()
+            after, cpu1, cluster1 = env.write_counts(), op.cpu_seconds(), cluster_cpu(env)
             events1 = _event_writes(env, ns)
             rss, peak = op.memory_mb()
             time.sleep(idle_s)
@@ -620,6 +677,7 @@ def run(
             seen = w.seen
     finally:
         op.stop()
+    restart = measure_restart(env, c, ns, start_operator) if restart_after else None
 
     creates = sorted(max(seen.children[x].values()) - sent[x] for x in names if seen.children.get(x))
     pods = sorted(max(seen.pods[x].values()) - sent[x] for x in names if seen.pods.get(x))
@@ -647,6 +705,9 @@ def run(
         rss_mb=rss,
         peak_rss_mb=peak,
         cpu_s=cpu1 - cpu0,
+        children=sum(len(v) for v in seen.children.values()),
+        cluster_cpu_s={k: round(v - cluster0.get(k, 0.0), 1) for k, v in cluster1.items()},
+        restart=restart,
     )
 
 
@@ -702,6 +763,10 @@ def report(r: Result, c: Contender) -> str:
         f"  idle writes after the run    {r.idle_operator_writes} in {r.idle_s:.0f} s {dict(r.idle_detail) or ''}",
         f"  operator RSS                 {r.rss_mb:.0f} MiB now, {r.peak_rss_mb:.0f} MiB peak",
         f"  operator CPU                 {r.cpu_s:.1f} s",
+        f"  control plane CPU            {sum(r.cluster_cpu_s.values()):.1f} s "
+        f"{dict(sorted(r.cluster_cpu_s.items(), key=lambda kv: -kv[1]))}",
+        f"  API server create rate       {r.create_rate:.0f}/s (the parents) -> {r.children} children take "
+        f">= {r.children_floor_s:.2f} s at that rate (floor for 'children created')",
         "  API writes per job (verb resource[/subresource]; * = the operator's):",
     ]
     for key, v in sorted(r.writes.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -713,6 +778,12 @@ def report(r: Result, c: Contender) -> str:
     for who, v in sorted(r.events.items(), key=lambda kv: -kv[1]):
         mark = "*" if who in c.event_components else " "
         lines.append(f"   {mark} {v / r.n:7.2f}  {who}")
+    if r.restart:
+        x = r.restart
+        lines.append(
+            f"  restart over {r.n} finished jobs: busy {x.wall_s:.1f} s, CPU {x.cpu_s:.1f} s, "
+            f"RSS {x.rss_mb:.0f} MiB ({x.peak_rss_mb:.0f} peak), {x.operator_writes} operator writes"
+        )
     if r.failed:
         lines.append(f"  FAILED: {r.failed[:20]}")
     return "\n".join(lines)
@@ -748,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=30, help="seconds of idle after the run to count steady writes")
     p.add_argument("--timeout", type=float, default=1800, help="per contender, seconds until all jobs finished")
     p.add_argument("--keep", action="store_true", help="leave the control plane running")
+    p.add_argument("--restart", action="store_true",
+                   help="then a fresh operator over the finished jobs: CPU, RSS, writes until quiet")  # fmt: skip
     a = p.parse_args(argv)
 
     peer_dir = None if a.skip_peer else build_peer()
@@ -759,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         if peer_dir is not None:
             install_crds(env, peer_dir / "crds", "pytorchjobs.kubeflow.org")
         print(f"control plane with {a.nodes} fake GPU nodes up in {time.monotonic() - t:.0f}s", flush=True)
-        kw = {"timeout_s": a.timeout, "idle_s": a.idle}
+        kw = {"timeout_s": a.timeout, "idle_s": a.idle, "restart_after": a.restart}
         lab = run(env, LABRADOR, a.n, "bench-labrador",
                   lambda: labrador_operator(env, "bench-labrador", cluster.kubeconfig), **kw)  # fmt: skip
         print(report(lab, LABRADOR), flush=True)

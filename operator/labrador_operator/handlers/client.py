@@ -36,7 +36,7 @@ def api() -> kubernetes.client.ApiClient:
             except kubernetes.config.ConfigException:
                 kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
             cfg = kubernetes.client.Configuration.get_default_copy()
-            cfg.connection_pool_maxsize = int(os.environ.get("LABRADOR_MAX_WORKERS", "16")) + 16  # + the sampler
+            cfg.connection_pool_maxsize = int(os.environ.get("LABRADOR_MAX_WORKERS", "64")) + 16  # + the sampler
             _api = kubernetes.client.ApiClient(cfg)
         return _api
 

@@ -14,7 +14,7 @@ import kopf
 
 from labrador_operator.constants import API_GROUP
 from labrador_operator.handlers import client
-from labrador_operator.handlers.cache import CACHE
+from labrador_operator.handlers.cache import CACHE, MANAGED
 from labrador_operator.settings import Settings
 
 
@@ -42,11 +42,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING  # only warnings and errors become k8s Events from logs
     settings.watching.server_timeout = 300
+    # children are filtered by the API server, not after kopf has decoded every Pod, Job, ConfigMap and Service of
+    # the cluster; initial lists come in pages
+    for selector in (("batch", "jobs"), ("v1", "pods"), ("v1", "configmaps"), ("v1", "services")):
+        settings.watching.label_selectors[selector] = MANAGED
+    settings.watching.chunk_size = 500
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     configure_peering(settings, os.environ)
-    # sync handlers block on API calls, not CPU: enough threads that a burst of new jobs is not queued behind 16
-    settings.execution.max_workers = int(os.environ.get("LABRADOR_MAX_WORKERS", "16"))
+    # sync handlers block on API calls, not CPU: enough threads that a burst of new jobs is not queued behind a few
+    settings.execution.max_workers = int(os.environ.get("LABRADOR_MAX_WORKERS", "64"))
     # kopf logs every handler call at INFO ("Handler ... succeeded"): thousands of lines a second at scale
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
