@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from labrador_operator.constants import ANNOTATION_OWNER, LABEL_KIND, LABEL_MANAGED_BY, MANAGED_BY
-from labrador_operator.handlers.cache import MANAGED, Cache, pages
+from labrador_operator.handlers.cache import MANAGED, Cache, pages, watched
 
 
 def parent(name: str, ns: str = "a", phase: str | None = None) -> dict[str, Any]:
@@ -112,3 +112,10 @@ def test_pages_follow_continue_tokens() -> None:
         return json.dumps(served[token]).encode()
 
     assert list(pages(fetch)) == [1, 2, 3] and asked == [None, "t1"]
+
+
+def test_namespace_patterns_follow_kopf() -> None:
+    assert watched("team-a", ["team-*"]) and not watched("other", ["team-*"])
+    assert watched("anything", []) and watched("a", ["a", "b"])
+    assert not watched("kube-system", ["!kube-*"]) and watched("default", ["!kube-*"])
+    assert not watched("team-secret", ["team-*", "!team-secret"])

@@ -33,6 +33,15 @@ MANAGED = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 SUMMARY_META = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp", "labels")
 
 
+def watched(namespace: str, patterns: Iterable[str]) -> bool:
+    """kopf's namespace patterns: globs, ``!glob`` excludes; no include pattern means every namespace."""
+    pats = list(patterns)
+    includes = [p for p in pats if not p.startswith("!")]
+    if includes and not any(fnmatch.fnmatchcase(namespace, p) for p in includes):
+        return False
+    return not any(fnmatch.fnmatchcase(namespace, p[1:]) for p in pats if p.startswith("!"))
+
+
 def summary(plural: str, body: dict[str, Any]) -> dict[str, Any]:
     """What a reconcile (and an Event about the object) needs. LIST items carry no apiVersion/kind."""
     meta = body.get("metadata") or {}
@@ -132,7 +141,7 @@ class Cache:
         for what in (*PARENTS, *CHILD_KINDS):
             for obj in lister(what, "" if what in PARENTS else MANAGED):
                 ns = (obj.get("metadata") or {}).get("namespace", "")
-                if patterns and not any(fnmatch.fnmatchcase(ns, p) for p in patterns):
+                if not watched(ns, patterns):
                     continue
                 if what in PARENTS:
                     fresh.observe_parent(what, None, obj)

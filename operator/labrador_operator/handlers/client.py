@@ -9,14 +9,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes
 from kubernetes.client.rest import ApiException
 
 from labrador_operator.constants import API_GROUP, API_VERSION
-from labrador_operator.handlers.cache import pages
+from labrador_operator.handlers.cache import pages, watched
 
 log = logging.getLogger("labrador.client")
 _lock = threading.Lock()
@@ -132,16 +132,15 @@ LISTS = {
 
 
 def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (), page: int = 500) -> Iterator[Any]:
-    """Every object of one kind in the watched namespaces (cluster-wide when none, or when any is a glob), one page
-    at a time, as raw JSON: no client models, and only one page decoded at once."""
+    """Every object of one kind in the watched namespaces (cluster-wide when none are given, else per namespace:
+    globs and ``!`` excludes matched against the cluster's namespaces, as kopf does), one page at a time, as raw JSON:
+    no client models, one page decoded at a time."""
     group_version, plural = LISTS[what]
     root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-    plain = [ns for ns in namespaces if not any(c in ns for c in "*?[!")]
-    paths = [f"{root}/namespaces/{ns}/{plural}" for ns in plain] if plain and len(plain) == len(namespaces) else []
     c = api()
-    for path in paths or [f"{root}/{plural}"]:
 
-        def fetch(token: str | None, path: str = path) -> bytes:
+    def fetcher(path: str) -> Callable[[str | None], bytes]:
+        def fetch(token: str | None) -> bytes:
             query: list[tuple[str, Any]] = [("limit", page)]
             if label_selector:
                 query.append(("labelSelector", label_selector))
@@ -157,7 +156,19 @@ def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (
                 raise ApiException(status=response.status, reason=f"GET {path}: {data[:300]!r}")
             return data
 
-        yield from pages(fetch)
+        return fetch
+
+    if not namespaces:
+        yield from pages(fetcher(f"{root}/{plural}"))
+        return
+    # per namespace (a namespaced operator may not list cluster-wide); globs matched against the namespaces
+    if any(ch in ns for ns in namespaces for ch in "*?[!"):
+        found = [(item.get("metadata") or {}).get("name", "") for item in pages(fetcher("/api/v1/namespaces"))]
+        names = [ns for ns in found if watched(ns, namespaces)]
+    else:
+        names = list(namespaces)
+    for ns in names:
+        yield from pages(fetcher(f"{root}/namespaces/{ns}/{plural}"))
 
 
 def ensure_peering(name: str, namespaces: list[str]) -> list[str]:
