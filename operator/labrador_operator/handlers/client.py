@@ -46,17 +46,24 @@ def recently_created(kind: str, namespace: str, name: str) -> bool:
     return t is not None and time.monotonic() - t < RECENT_SECONDS
 
 
+def _done(response: Any) -> None:
+    """Writes ask for the raw response (``_preload_content=False``): the operator never reads what the API server
+    echoes back, and turning it into client models (a whole V1Job per create) costs CPU and heap churn per write."""
+    response.read()
+    response.release_conn()
+
+
 def create(manifest: dict[str, Any]) -> bool:
     """Create a child; True when created, False when it already existed (409). Other errors propagate."""
     kind, meta = manifest["kind"], manifest["metadata"]
     ns, name = meta["namespace"], meta["name"]
     try:
         if kind == "Job":
-            kubernetes.client.BatchV1Api(api()).create_namespaced_job(ns, manifest)
+            _done(kubernetes.client.BatchV1Api(api()).create_namespaced_job(ns, manifest, _preload_content=False))
         elif kind == "ConfigMap":
-            kubernetes.client.CoreV1Api(api()).create_namespaced_config_map(ns, manifest)
+            _done(kubernetes.client.CoreV1Api(api()).create_namespaced_config_map(ns, manifest, _preload_content=False))
         elif kind == "Service":
-            kubernetes.client.CoreV1Api(api()).create_namespaced_service(ns, manifest)
+            _done(kubernetes.client.CoreV1Api(api()).create_namespaced_service(ns, manifest, _preload_content=False))
         else:
             raise ValueError(f"unsupported child kind {kind}")
     except ApiException as e:
@@ -79,7 +86,7 @@ def patch_child(kind: str, namespace: str, name: str, patch: dict[str, Any]) -> 
     if kind != "Job":
         raise ValueError(f"unsupported child kind {kind}")
     try:
-        kubernetes.client.BatchV1Api(api()).patch_namespaced_job(name, namespace, patch)
+        _done(kubernetes.client.BatchV1Api(api()).patch_namespaced_job(name, namespace, patch, _preload_content=False))
     except ApiException as e:
         if e.status != 404:
             raise
@@ -87,8 +94,10 @@ def patch_child(kind: str, namespace: str, name: str, patch: dict[str, Any]) -> 
 
 def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     try:
-        kubernetes.client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
+        _done(
+            kubernetes.client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, plural, name, {"status": status}, _preload_content=False
+            )
         )
     except ApiException as e:
         if e.status != 404:  # deleted meanwhile
