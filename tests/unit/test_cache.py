@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from labrador_operator.cache import MANAGED, Cache, pages, watched
 from labrador_operator.constants import ANNOTATION_OWNER, LABEL_KIND, LABEL_MANAGED_BY, MANAGED_BY
-from labrador_operator.handlers.cache import MANAGED, Cache, pages, watched
 
 
 def parent(name: str, ns: str = "a", phase: str | None = None) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from labrador_operator.api.finetune import PLURAL as FT_PLURAL
 from labrador_operator.api.finetune import FineTuneJobSpec
 from labrador_operator.api.sdg import PLURAL as SDG_PLURAL
 from labrador_operator.api.sdg import SyntheticDataJobSpec
+from labrador_operator.cache import CACHE
 from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_DATA, LABEL_TAXONOMY
-from labrador_operator.handlers.cache import CACHE
 
 OPERATIONS = ["CREATE", "UPDATE"]
 

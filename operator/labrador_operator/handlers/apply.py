@@ -12,6 +12,7 @@ import kopf
 from pydantic import BaseModel, ValidationError
 
 from labrador_operator import metrics
+from labrador_operator.cache import CACHE
 from labrador_operator.handlers import client
 from labrador_operator.reconcile.plan import Plan, condition, status_diff
 
@@ -29,6 +30,20 @@ def forget(plural: str, namespace: str, name: str) -> None:
     with _written_lock:
         _written.pop((plural, namespace, name), None)
         _locks.pop((plural, namespace, name), None)
+
+
+def settled(plural: str, body: dict[str, Any]) -> None:
+    """Forget what we wrote to a finished object once its watch event shows all of it: finished objects accumulate
+    (thousands), are not reconciled again, and any later reconcile decides from a body at least this new."""
+    status = body.get("status") or {}
+    if status.get("phase") not in ("Succeeded", "Failed"):
+        return
+    meta = body.get("metadata") or {}
+    key = (plural, meta.get("namespace", ""), meta.get("name", ""))
+    with _written_lock:
+        written = _written.get(key)
+        if written is not None and all(status.get(k) == v for k, v in written.items()):
+            del _written[key]
 
 
 def _object_lock(key: tuple[str, str, str]) -> threading.Lock:
@@ -96,6 +111,10 @@ def reconcile(
     if meta.get("deletionTimestamp"):
         return
     with _object_lock((plural, meta["namespace"], meta["name"])):
+        # the newest known view: this call may have waited for the lock while another reconcile and its watch
+        # event went by
+        body = CACHE.parent(plural, meta["namespace"], meta["name"]) or body
+        meta = body["metadata"]
         t0 = time.perf_counter()
         result = "ok"
         try:

@@ -7,9 +7,9 @@ from typing import Any
 
 import kopf
 
+from labrador_operator.cache import CACHE, Key
 from labrador_operator.constants import LABEL_MANAGED_BY, MANAGED_BY
 from labrador_operator.handlers import finetune, sdg, taxonomy
-from labrador_operator.handlers.cache import CACHE, Key
 
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 #: parent kind (the children's labrador.dev/kind label) -> what reconciles it

@@ -15,8 +15,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
+from labrador_operator.cache import pages, watched
 from labrador_operator.constants import API_GROUP, API_VERSION
-from labrador_operator.handlers.cache import pages, watched
 
 log = logging.getLogger("labrador.client")
 _lock = threading.Lock()

@@ -9,9 +9,9 @@ import kopf
 from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
 from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
+from labrador_operator.cache import CACHE, Key
 from labrador_operator.constants import API_GROUP, API_VERSION
-from labrador_operator.handlers.apply import current_status, forget, reconcile, write_status
-from labrador_operator.handlers.cache import CACHE, Key
+from labrador_operator.handlers.apply import current_status, forget, reconcile, settled, write_status
 from labrador_operator.reconcile import finetune as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -45,6 +45,7 @@ def reconcile_finetunejob(body: dict[str, Any]) -> None:
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 def on_finetunejob(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
+    settled(PLURAL, dict(body))
     if event.get("type") == "DELETED":
         forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
         return

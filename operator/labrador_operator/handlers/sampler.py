@@ -23,9 +23,9 @@ from typing import Any
 
 import kopf
 
+from labrador_operator.cache import CACHE, Cache
 from labrador_operator.handlers import client, finetune, sdg, taxonomy
 from labrador_operator.handlers.apply import current_status
-from labrador_operator.handlers.cache import CACHE, Cache
 from labrador_operator.reconcile.observe import parse_time
 from labrador_operator.settings import Settings
 
@@ -66,8 +66,14 @@ def paused_by_peers(status: dict[str, Any], priority: int, now: datetime) -> boo
 
 
 class Sampler:
-    def __init__(self, cache: Cache, settings: Settings, kopf_settings: kopf.OperatorSettings):
-        self.cache, self.settings, self.kopf_settings = cache, settings, kopf_settings
+    def __init__(
+        self,
+        cache: Cache,
+        settings: Settings,
+        kopf_settings: kopf.OperatorSettings,
+        progress: tuple[tuple[str, str, Sample], ...] = PROGRESS,
+    ):
+        self.cache, self.settings, self.kopf_settings, self.progress = cache, settings, kopf_settings, progress
         self.stop = threading.Event()
         self.pool = ThreadPoolExecutor(settings.progress_concurrency, thread_name_prefix="labrador-sampler")
         self.slots = threading.Semaphore(settings.progress_concurrency)
@@ -85,7 +91,7 @@ class Sampler:
 
     def running(self) -> Iterator[tuple[Sample, dict[str, Any]]]:
         """Each parent whose current phase (our last write laid over the cache) is sampled."""
-        for plural, phase, fn in PROGRESS:
+        for plural, phase, fn in self.progress:
             for obj in self.cache.parents(plural):
                 if current_status(plural, obj).get("phase") == phase:
                     yield fn, obj
@@ -149,9 +155,12 @@ class Sampler:
     def _one(self, fn: Sample, obj: dict[str, Any]) -> None:
         try:
             fn(obj)
-        except Exception:  # one job's scrape never stops the others
+        except Exception as e:  # one job's scrape never stops the others; the traceback at debug level
             meta = obj.get("metadata") or {}
-            log.exception("sampling %s/%s failed", meta.get("namespace"), meta.get("name"))
+            log.warning(
+                "sampling %s/%s failed: %s", meta.get("namespace"), meta.get("name"), e,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
         finally:
             self.slots.release()
 

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import kopf
 
+from labrador_operator.cache import CACHE, MANAGED
 from labrador_operator.constants import API_GROUP
 from labrador_operator.handlers import client
-from labrador_operator.handlers.cache import CACHE, MANAGED
 from labrador_operator.settings import Settings
 
 

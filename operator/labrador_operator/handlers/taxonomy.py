@@ -9,9 +9,9 @@ import kopf
 
 from labrador_operator.api.taxonomy import PLURAL, TaxonomySpec
 from labrador_operator.builders.taxonomy import KIND, Owner
+from labrador_operator.cache import CACHE, Key
 from labrador_operator.constants import API_GROUP, API_VERSION
-from labrador_operator.handlers.apply import forget, reconcile
-from labrador_operator.handlers.cache import CACHE, Key
+from labrador_operator.handlers.apply import forget, reconcile, settled
 from labrador_operator.reconcile import taxonomy as decide
 from labrador_operator.settings import Settings
 
@@ -40,6 +40,7 @@ def reconcile_taxonomy(body: dict[str, Any]) -> None:
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 def on_taxonomy(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
+    settled(PLURAL, dict(body))
     if event.get("type") == "DELETED":
         forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
         return
