@@ -11,7 +11,7 @@ import os
 from labrador_operator.handlers import startup  # noqa: F401
 
 # isort: split
-from labrador_operator.handlers import children, finetune, sampler, sdg, taxonomy  # noqa: F401
+from labrador_operator.handlers import events, finetune, sampler, sdg, taxonomy  # noqa: F401
 
 if os.environ.get("LABRADOR_WEBHOOK_PORT", "0") not in ("", "0"):
     from labrador_operator.handlers import admission  # noqa: F401

@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from labrador_operator.cache import pages, watched
+from labrador_operator.cache import Cache, pages, watched
 from labrador_operator.constants import API_GROUP, API_VERSION
 
 log = logging.getLogger("labrador.client")
@@ -178,6 +178,13 @@ def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (
         names = list(namespaces)
     for ns in names:
         yield from pages(fetcher(f"{root}/namespaces/{ns}/{plural}"))
+
+
+def load_cache(cache: Cache, namespaces: tuple[str, ...], *, prune_only: bool = False) -> int:
+    """Fill ``cache`` with one LIST per kind of the watched namespaces (see :meth:`Cache.load`)."""
+    return cache.load(
+        lambda what, selector: list_objects(what, selector, namespaces), namespaces, prune_only=prune_only
+    )
 
 
 def ensure_peering(name: str, namespaces: list[str]) -> list[str]:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
-
 from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
 from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.constants import API_GROUP, API_VERSION
-from labrador_operator.handlers.apply import current_status, forget, reconcile, settled, write_status
+from labrador_operator.handlers.apply import current_status, reconcile, write_status
 from labrador_operator.reconcile import finetune as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -42,28 +39,17 @@ def reconcile_finetunejob(body: dict[str, Any]) -> None:
     reconcile(KIND, PLURAL, body, FineTuneJobSpec, plan)
 
 
-@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def on_finetunejob(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-    CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
-    settled(PLURAL, dict(body))
-    if event.get("type") == "DELETED":
-        forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
-        return
-    reconcile_finetunejob(dict(body))
-
-
 def on_child(key: Key) -> None:
-    """A child Job or Pod changed (handlers/children.py): reconcile its parent unless it has finished."""
+    """A child Job or Pod changed (handlers/events.py): reconcile its parent unless it has finished."""
     parent = CACHE.parent(PLURAL, key[0], key[2])
     if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
         reconcile_finetunejob(parent)
 
 
-@kopf.on.event(API_GROUP, API_VERSION, "syntheticdatajobs")
-def on_data_source(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """A SyntheticDataJob finished: re-check the FineTuneJobs waiting for it."""
-    CACHE.observe_parent("syntheticdatajobs", event.get("type"), dict(body))
-    if (body.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+def data_source_changed(namespace: str, name: str, phase: str | None) -> None:
+    """A SyntheticDataJob changed (handlers/events.py): once it has finished, re-check the FineTuneJobs waiting for
+    it."""
+    if phase not in ("Succeeded", "Failed"):
         return
     for ft in CACHE.parents(PLURAL, namespace):
         ref = ((ft.get("spec") or {}).get("data") or {}).get("syntheticDataJobRef") or {}

@@ -144,11 +144,8 @@ class Sampler:
             self.stop.wait(max(interval - (time.monotonic() - t0), 0.05))
 
     def reload(self) -> None:
-        namespaces = self.settings.namespaces
         try:
-            self.cache.load(
-                lambda what, selector: client.list_objects(what, selector, namespaces), namespaces, prune_only=True
-            )
+            client.load_cache(self.cache, self.settings.namespaces, prune_only=True)
         except Exception:
             log.exception("reloading the cache failed; the watch events keep it current from here")
 

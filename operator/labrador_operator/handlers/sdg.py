@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
-
 from labrador_operator import progress
 from labrador_operator.api.sdg import PLURAL, Phase, SyntheticDataJobSpec
 from labrador_operator.builders.sdg import KIND, Owner, generate_job_name
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.constants import API_GROUP, API_VERSION
-from labrador_operator.handlers.apply import current_status, forget, reconcile, settled, write_status
+from labrador_operator.handlers.apply import current_status, reconcile, write_status
 from labrador_operator.reconcile import sdg as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -40,27 +37,15 @@ def reconcile_sdg(body: dict[str, Any]) -> None:
     reconcile(KIND, PLURAL, body, SyntheticDataJobSpec, plan)
 
 
-@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def on_sdg(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-    CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
-    settled(PLURAL, dict(body))
-    if event.get("type") == "DELETED":
-        forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
-        return
-    reconcile_sdg(dict(body))
-
-
 def on_child(key: Key) -> None:
-    """A child Job or Pod changed (handlers/children.py): reconcile its parent unless it has finished."""
+    """A child Job or Pod changed (handlers/events.py): reconcile its parent unless it has finished."""
     parent = CACHE.parent(PLURAL, key[0], key[2])
     if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
         reconcile_sdg(parent)
 
 
-@kopf.on.event(API_GROUP, API_VERSION, "taxonomies")
-def on_taxonomy_change(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """A Taxonomy changed phase: re-check the SyntheticDataJobs waiting for it."""
-    CACHE.observe_parent("taxonomies", event.get("type"), dict(body))
+def taxonomy_changed(namespace: str, name: str) -> None:
+    """A Taxonomy changed (handlers/events.py): re-check the SyntheticDataJobs waiting for it."""
     for sdg in CACHE.parents(PLURAL, namespace):
         ref = ((sdg.get("spec") or {}).get("taxonomyRef") or {}).get("name")
         if ref == name and (sdg.get("status") or {}).get("phase") in (None, Phase.WAITING.value):

@@ -64,8 +64,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.startup()
 def load_cache(logger: logging.Logger, **_: Any) -> None:
     """One LIST per kind fills the cache before kopf starts watching (it runs startup handlers first)."""
-    namespaces = Settings.from_env().namespaces
-    loaded = CACHE.load(lambda what, selector: client.list_objects(what, selector, namespaces), namespaces)
+    loaded = client.load_cache(CACHE, Settings.from_env().namespaces)
     logger.info(f"cache loaded: {loaded} objects {CACHE.sizes()}")
 
 

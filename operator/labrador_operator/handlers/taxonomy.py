@@ -5,13 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import kopf
-
 from labrador_operator.api.taxonomy import PLURAL, TaxonomySpec
 from labrador_operator.builders.taxonomy import KIND, Owner
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.constants import API_GROUP, API_VERSION
-from labrador_operator.handlers.apply import forget, reconcile, settled
+from labrador_operator.handlers.apply import reconcile
 from labrador_operator.reconcile import taxonomy as decide
 from labrador_operator.settings import Settings
 
@@ -37,18 +34,8 @@ def reconcile_taxonomy(body: dict[str, Any]) -> None:
     reconcile(KIND, PLURAL, body, TaxonomySpec, plan)
 
 
-@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def on_taxonomy(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-    CACHE.observe_parent(PLURAL, event.get("type"), dict(body))
-    settled(PLURAL, dict(body))
-    if event.get("type") == "DELETED":
-        forget(PLURAL, body.metadata.namespace or "", body.metadata.name or "")
-        return
-    reconcile_taxonomy(dict(body))
-
-
 def on_child(key: Key) -> None:
-    """A child Job or Pod changed (handlers/children.py): reconcile its parent."""
+    """A child Job or Pod changed (handlers/events.py): reconcile its parent."""
     parent = CACHE.parent(PLURAL, key[0], key[2])
     if parent is not None:
         reconcile_taxonomy(parent)
