@@ -30,6 +30,10 @@ PARENT_KINDS = {"finetunejobs": "FineTuneJob", "syntheticdatajobs": "SyntheticDa
 CHILD_KINDS = ("Job", "Pod", "ConfigMap", "Service")
 MANAGED = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 #: metadata a reconcile and its Events need; not managedFields or kubectl's last-applied copy of the spec
+#: objects per LIST page, in the cache's LIST and in kopf's initial listing: each page is decoded whole, and a page
+#: of 500 Pods held ~20 MB of Python objects at once — memory CPython then kept (measured: restart over 1,000 finished
+#: jobs 243 -> 167 MiB RSS going from 500 to 100)
+PAGE = 100
 SUMMARY_META = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp", "labels")
 
 

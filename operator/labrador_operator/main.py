@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[env] = str(flag)
     os.environ["LABRADOR_NAMESPACES"] = ",".join(a.namespace)
     importlib.import_module("labrador_operator.handlers")  # registers every handler (webhooks per the env)
+    from labrador_operator.handlers.startup import TransientMemories
+
     if a.peering:
         from labrador_operator.handlers.client import ensure_peering
 
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not a.namespace,
             namespaces=a.namespace,
             liveness_endpoint=a.liveness,
+            memories=TransientMemories(),
         )
     )
     return 0

@@ -40,6 +40,23 @@ def test_no_handler_needs_kopf_diffs_or_finalizers(handlers: Any) -> None:
     assert storage.build(body={"metadata": {}}) == {} and storage.fetch(body={"metadata": {}}) == {}
 
 
+def test_watch_handlers_only_name_work_and_kopf_keeps_no_record_per_object(handlers: Any) -> None:
+    """Watch handlers are async (kopf frees an event's body when its handler returns, never waiting for a thread);
+    reconciles run in the work queue. No kopf indexes, so kopf's per-object records can be transient."""
+    import asyncio
+    import inspect
+
+    registry = kopf.get_default_registry()
+    watching = list(registry._watching.get_all_handlers())
+    assert watching and all(inspect.iscoroutinefunction(h.fn) for h in watching), [h.id for h in watching]
+    assert list(registry._indexing.get_all_handlers()) == []
+    memories = handlers.startup.TransientMemories()
+    body = {"metadata": {"uid": "u1", "name": "a", "namespace": "n"}}
+    first = asyncio.run(memories.recall(body))
+    second = asyncio.run(memories.recall(body))
+    assert first is not second and list(memories.iter_all_memories()) == []
+
+
 def test_startup_configures_before_the_sampler_starts(handlers: Any) -> None:
     ids = [h.id for h in kopf.get_default_registry()._activities.get_all_handlers()]
     assert ids.index("configure") < ids.index("start_sampler")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import kopf
@@ -15,8 +16,30 @@ from labrador_operator import metrics
 from labrador_operator.cache import CACHE
 from labrador_operator.handlers import client
 from labrador_operator.reconcile.plan import Plan, condition, status_diff
+from labrador_operator.settings import Settings
+from labrador_operator.workqueue import WorkQueue
 
 log = logging.getLogger("labrador.apply")
+
+#: plural -> reconcile(body); each parent kind's module registers its own
+RECONCILERS: dict[str, Callable[[dict[str, Any]], None]] = {}
+
+
+def _reconcile_key(key: Hashable) -> None:
+    plural, namespace, name = key  # type: ignore[misc]
+    body = CACHE.parent(plural, namespace, name)
+    if body is not None:
+        RECONCILERS[plural](body)
+
+
+#: every reconcile goes through here (handlers/events.py, the sampler's refreshes): one per object at a time
+QUEUE = WorkQueue(_reconcile_key, Settings.from_env().reconcile_workers)
+
+
+def enqueue(plural: str, namespace: str, name: str, context: contextvars.Context | None = None) -> None:
+    """Reconcile this object from the cache soon (once, however often it is named before that)."""
+    QUEUE.add((plural, namespace, name), context)
+
 
 #: status this process wrote last, per object: a reconcile may run on an index entry older than its own patch
 _written: dict[tuple[str, str, str], dict[str, Any]] = {}

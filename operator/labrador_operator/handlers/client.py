@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from labrador_operator.cache import Cache, pages, watched
+from labrador_operator.cache import PAGE, Cache, pages, watched
 from labrador_operator.constants import API_GROUP, API_VERSION
 
 log = logging.getLogger("labrador.client")
@@ -140,7 +140,7 @@ LISTS = {
 }
 
 
-def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (), page: int = 500) -> Iterator[Any]:
+def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (), page: int = PAGE) -> Iterator[Any]:
     """Every object of one kind in the watched namespaces (cluster-wide when none are given, else per namespace:
     globs and ``!`` excludes matched against the cluster's namespaces, as kopf does), one page at a time, as raw JSON:
     no client models, one page decoded at a time."""

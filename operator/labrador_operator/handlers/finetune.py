@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
 from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.handlers.apply import current_status, reconcile, write_status
+from labrador_operator.handlers.apply import RECONCILERS, current_status, enqueue, reconcile, write_status
 from labrador_operator.reconcile import finetune as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -39,14 +40,19 @@ def reconcile_finetunejob(body: dict[str, Any]) -> None:
     reconcile(KIND, PLURAL, body, FineTuneJobSpec, plan)
 
 
-def on_child(key: Key) -> None:
+RECONCILERS[PLURAL] = reconcile_finetunejob
+
+
+def on_child(key: Key, context: contextvars.Context | None = None) -> None:
     """A child Job or Pod changed (handlers/events.py): reconcile its parent unless it has finished."""
     parent = CACHE.parent(PLURAL, key[0], key[2])
     if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
-        reconcile_finetunejob(parent)
+        enqueue(PLURAL, key[0], key[2], context)
 
 
-def data_source_changed(namespace: str, name: str, phase: str | None) -> None:
+def data_source_changed(
+    namespace: str, name: str, phase: str | None, context: contextvars.Context | None = None
+) -> None:
     """A SyntheticDataJob changed (handlers/events.py): once it has finished, re-check the FineTuneJobs waiting for
     it."""
     if phase not in ("Succeeded", "Failed"):
@@ -54,7 +60,7 @@ def data_source_changed(namespace: str, name: str, phase: str | None) -> None:
     for ft in CACHE.parents(PLURAL, namespace):
         ref = ((ft.get("spec") or {}).get("data") or {}).get("syntheticDataJobRef") or {}
         if ref.get("name") == name and (ft.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
-            reconcile_finetunejob(ft)
+            enqueue(PLURAL, namespace, ft["metadata"]["name"], context)
 
 
 def sample_progress(obj: dict[str, Any]) -> None:

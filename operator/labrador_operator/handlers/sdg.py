@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from labrador_operator import progress
 from labrador_operator.api.sdg import PLURAL, Phase, SyntheticDataJobSpec
 from labrador_operator.builders.sdg import KIND, Owner, generate_job_name
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.handlers.apply import current_status, reconcile, write_status
+from labrador_operator.handlers.apply import RECONCILERS, current_status, enqueue, reconcile, write_status
 from labrador_operator.reconcile import sdg as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -37,19 +38,22 @@ def reconcile_sdg(body: dict[str, Any]) -> None:
     reconcile(KIND, PLURAL, body, SyntheticDataJobSpec, plan)
 
 
-def on_child(key: Key) -> None:
+RECONCILERS[PLURAL] = reconcile_sdg
+
+
+def on_child(key: Key, context: contextvars.Context | None = None) -> None:
     """A child Job or Pod changed (handlers/events.py): reconcile its parent unless it has finished."""
     parent = CACHE.parent(PLURAL, key[0], key[2])
     if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
-        reconcile_sdg(parent)
+        enqueue(PLURAL, key[0], key[2], context)
 
 
-def taxonomy_changed(namespace: str, name: str) -> None:
+def taxonomy_changed(namespace: str, name: str, context: contextvars.Context | None = None) -> None:
     """A Taxonomy changed (handlers/events.py): re-check the SyntheticDataJobs waiting for it."""
     for sdg in CACHE.parents(PLURAL, namespace):
         ref = ((sdg.get("spec") or {}).get("taxonomyRef") or {}).get("name")
         if ref == name and (sdg.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
-            reconcile_sdg(sdg)
+            enqueue(PLURAL, namespace, sdg["metadata"]["name"], context)
 
 
 def sample_progress(obj: dict[str, Any]) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import Any
 
 from labrador_operator.api.taxonomy import PLURAL, TaxonomySpec
 from labrador_operator.builders.taxonomy import KIND, Owner
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.handlers.apply import reconcile
+from labrador_operator.handlers.apply import RECONCILERS, enqueue, reconcile
 from labrador_operator.reconcile import taxonomy as decide
 from labrador_operator.settings import Settings
 
@@ -34,14 +35,18 @@ def reconcile_taxonomy(body: dict[str, Any]) -> None:
     reconcile(KIND, PLURAL, body, TaxonomySpec, plan)
 
 
-def on_child(key: Key) -> None:
+RECONCILERS[PLURAL] = reconcile_taxonomy
+
+
+def on_child(key: Key, context: contextvars.Context | None = None) -> None:
     """A child Job or Pod changed (handlers/events.py): reconcile its parent."""
-    parent = CACHE.parent(PLURAL, key[0], key[2])
-    if parent is not None:
-        reconcile_taxonomy(parent)
+    if CACHE.parent(PLURAL, key[0], key[2]) is not None:
+        enqueue(PLURAL, key[0], key[2], context)
 
 
 def refresh(obj: dict[str, Any]) -> None:
     """A new refresh window means a new sync Job; no writes when the window has not moved (called by the sampler
-    for Taxonomies with a refreshInterval)."""
-    reconcile_taxonomy(obj)
+    for Taxonomies with a refreshInterval). Through the queue: one reconcile per object at a time, and in kopf's
+    context (kopf.event() needs it; the sampler's thread has none)."""
+    meta = obj["metadata"]
+    enqueue(PLURAL, meta["namespace"], meta["name"])

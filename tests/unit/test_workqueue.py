@@ -1,0 +1,101 @@
+"""The reconcile queue (labrador_operator/workqueue.py): one reconcile per key at a time, bursts coalesced, a key
+named during its own reconcile reconciled once more, failures isolated, kopf's context carried into the threads."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections import Counter
+from collections.abc import Hashable
+
+from labrador_operator.workqueue import WorkQueue
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR")
+
+
+def test_burst_of_one_key_is_one_reconcile_while_it_waits() -> None:
+    gate = threading.Event()
+    calls: Counter[Hashable] = Counter()
+
+    def handler(key: Hashable) -> None:
+        if key == "blocker":
+            gate.wait(5)
+        calls[key] += 1
+
+    q = WorkQueue(handler, workers=1)
+    q.add("blocker")  # occupies the only thread
+    for _ in range(50):
+        q.add("a")
+        q.add("b")
+    gate.set()
+    assert q.join(5)
+    assert calls == {"blocker": 1, "a": 1, "b": 1}
+    q.shutdown()
+
+
+def test_key_named_during_its_reconcile_runs_again_never_concurrently() -> None:
+    running = threading.Event()
+    release = threading.Event()
+    active, overlap, calls = [0], [False], [0]
+    lock = threading.Lock()
+
+    def handler(key: Hashable) -> None:
+        with lock:
+            active[0] += 1
+            overlap[0] |= active[0] > 1
+            calls[0] += 1
+        if calls[0] == 1:
+            running.set()
+            release.wait(5)
+        with lock:
+            active[0] -= 1
+
+    q = WorkQueue(handler, workers=8)
+    q.add("k")
+    assert running.wait(5)
+    q.add("k")  # while the first reconcile runs: queued for after it, not run beside it
+    q.add("k")
+    time.sleep(0.1)
+    assert calls[0] == 1
+    release.set()
+    assert q.join(5)
+    assert calls[0] == 2 and not overlap[0]
+    q.shutdown()
+
+
+def test_a_failing_reconcile_does_not_stop_the_others(caplog) -> None:
+    seen: list[Hashable] = []
+
+    def handler(key: Hashable) -> None:
+        if key == "bad":
+            raise RuntimeError("boom")
+        seen.append(key)
+
+    q = WorkQueue(handler, workers=2)
+    for k in ("bad", "good", "bad"):
+        q.add(k)
+    assert q.join(5)
+    q.add("after")
+    assert q.join(5)
+    assert "good" in seen and "after" in seen
+    assert "reconciling bad failed" in caplog.text
+    q.shutdown()
+
+
+def test_reconciles_run_in_the_context_given_with_add() -> None:
+    """kopf.event() needs kopf's context variables, which a plain thread does not have."""
+    got: dict[Hashable, str | None] = {}
+    q = WorkQueue(lambda key: got.__setitem__(key, VAR.get(None)), workers=2)
+
+    def from_handler() -> None:
+        VAR.set("kopf")
+        q.add("from-event", contextvars.copy_context())
+
+    contextvars.Context().run(from_handler)
+    assert q.join(5)
+    q.add("from-sampler")  # no context of its own: the last one given
+    assert q.join(5)
+    assert got == {"from-event": "kopf", "from-sampler": "kopf"}
+    assert q.pending() == 0
+    q.shutdown()
