@@ -24,8 +24,20 @@ log = logging.getLogger("labrador.workqueue")
 
 
 class WorkQueue:
-    def __init__(self, handler: Callable[[Hashable], None], workers: int, name: str = "labrador-reconcile") -> None:
+    """A reconcile that raises is retried after ``retry_base`` s, doubling per failure in a row up to ``retry_max``
+    (an API hiccup never leaves an object stuck until its next event)."""
+
+    def __init__(
+        self,
+        handler: Callable[[Hashable], None],
+        workers: int,
+        name: str = "labrador-reconcile",
+        retry_base: float = 1.0,
+        retry_max: float = 60.0,
+    ) -> None:
         self._handler = handler
+        self._retry_base, self._retry_max = retry_base, retry_max
+        self._failures: dict[Hashable, int] = {}
         self._lock = threading.Lock()
         self._dirty: set[Hashable] = set()
         self._processing: set[Hashable] = set()
@@ -63,7 +75,16 @@ class WorkQueue:
         try:
             context.run(self._handler, key)
         except Exception:
-            log.exception("reconciling %s failed", key)
+            with self._lock:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
+            log.exception("reconciling %s failed (%d in a row); again in %.0f s", key, failures, delay)
+            timer = threading.Timer(delay, self._retry, (key,))
+            timer.daemon = True
+            timer.start()
+        else:
+            with self._lock:
+                self._failures.pop(key, None)
         finally:
             with self._lock:
                 self._processing.discard(key)
@@ -73,6 +94,10 @@ class WorkQueue:
                     self._idle.notify_all()
             if again and pool is not None:
                 pool.submit(self._run, key)
+
+    def _retry(self, key: Hashable) -> None:
+        if self._pool is not None:  # not after shutdown
+            self.add(key)
 
     def pending(self) -> int:
         with self._lock:
@@ -87,5 +112,6 @@ class WorkQueue:
         with self._lock:
             pool, self._pool = self._pool, None
             self._dirty.clear()
+            self._failures.clear()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -72,14 +72,36 @@ def test_a_failing_reconcile_does_not_stop_the_others(caplog) -> None:
             raise RuntimeError("boom")
         seen.append(key)
 
-    q = WorkQueue(handler, workers=2)
+    q = WorkQueue(handler, workers=2, retry_base=60)
     for k in ("bad", "good", "bad"):
         q.add(k)
     assert q.join(5)
     q.add("after")
     assert q.join(5)
     assert "good" in seen and "after" in seen
-    assert "reconciling bad failed" in caplog.text
+    assert "reconciling bad failed (1 in a row); again in 60 s" in caplog.text
+    q.shutdown()
+
+
+def test_a_failed_reconcile_is_retried_with_backoff_until_it_succeeds(caplog) -> None:
+    """No event may come for a while (a job waiting on nothing): the queue itself tries again, 0.05 s, 0.1 s, ..."""
+    times: list[float] = []
+
+    def handler(key: Hashable) -> None:
+        times.append(time.monotonic())
+        if len(times) < 3:
+            raise RuntimeError("API hiccup")
+
+    q = WorkQueue(handler, workers=1, retry_base=0.05, retry_max=1)
+    q.add("k")
+    deadline = time.monotonic() + 5
+    while len(times) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
+    assert "(2 in a row); again in 0 s" in caplog.text  # 0.1 s, printed rounded
+    time.sleep(0.3)
+    assert len(times) == 3  # succeeded: no more retries
     q.shutdown()
 
 
