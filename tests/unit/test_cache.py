@@ -47,6 +47,22 @@ def test_parents_keep_only_what_a_reconcile_needs() -> None:
     assert c.parent("finetunejobs", "a", "x") is None
 
 
+def test_parents_are_held_compact_and_filtered_by_phase_without_decoding() -> None:
+    c = Cache()
+    c.observe_parent("finetunejobs", None, parent("run", phase="Running"))
+    c.observe_parent("finetunejobs", None, parent("new"))
+    c.observe_parent("finetunejobs", None, parent("other-ns", "b", phase="Running"))
+    record = c.record("finetunejobs", "a", "run")
+    assert record is not None and record.phase == "Running" and isinstance(record.blob, str)
+    assert c.record("finetunejobs", "a", "nope") is None
+    assert [p["metadata"]["name"] for p in c.parents("finetunejobs", phases=("Running",))] == ["run", "other-ns"]
+    assert [p["metadata"]["name"] for p in c.parents("finetunejobs", "a", phases=(None,))] == ["new"]
+    got = c.parent("finetunejobs", "a", "run")
+    assert got is not None
+    got["status"]["phase"] = "changed by a caller"
+    assert c.parent("finetunejobs", "a", "run")["status"]["phase"] == "Running"  # type: ignore[index]
+
+
 def test_children_are_grouped_by_parent_and_forgotten_when_deleted() -> None:
     c = Cache()
     assert c.observe_child("Job", "ADDED", child("Job", "x-only", "x")) == ("a", "finetunejob", "x")

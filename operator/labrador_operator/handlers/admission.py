@@ -36,7 +36,7 @@ def validate_finetunejob(spec: kopf.Spec, namespace: str, warnings: list[str], *
         return  # the schema and CEL already report what is wrong, field by field
     exists: bool | None = None
     if (ref := parsed.data.synthetic_data_job_ref) is not None:
-        exists = CACHE.parent("syntheticdatajobs", namespace, ref.name) is not None
+        exists = CACHE.record("syntheticdatajobs", namespace, ref.name) is not None
     _reject(semantics.finetunejob(parsed, data_job_exists=exists), warnings)
 
 

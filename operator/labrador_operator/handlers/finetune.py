@@ -45,8 +45,8 @@ RECONCILERS[PLURAL] = reconcile_finetunejob
 
 def on_child(key: Key, context: contextvars.Context | None = None) -> None:
     """A child Job or Pod changed (handlers/events.py): reconcile its parent unless it has finished."""
-    parent = CACHE.parent(PLURAL, key[0], key[2])
-    if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
+    record = CACHE.record(PLURAL, key[0], key[2])
+    if record is not None and record.phase not in TERMINAL:
         enqueue(PLURAL, key[0], key[2], context)
 
 
@@ -57,9 +57,9 @@ def data_source_changed(
     it."""
     if phase not in ("Succeeded", "Failed"):
         return
-    for ft in CACHE.parents(PLURAL, namespace):
+    for ft in CACHE.parents(PLURAL, namespace, phases=(None, Phase.WAITING.value)):
         ref = ((ft.get("spec") or {}).get("data") or {}).get("syntheticDataJobRef") or {}
-        if ref.get("name") == name and (ft.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
+        if ref.get("name") == name:
             enqueue(PLURAL, namespace, ft["metadata"]["name"], context)
 
 

@@ -90,10 +90,10 @@ class Sampler:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def running(self) -> Iterator[tuple[Sample, dict[str, Any]]]:
-        """Each parent whose current phase (our last write laid over the cache) is sampled."""
+        """Each parent the cache has in a sampled phase, unless our own last write has moved it on since."""
         for plural, phase, fn in self.progress:
-            for obj in self.cache.parents(plural):
-                if current_status(plural, obj).get("phase") == phase:
+            for obj in self.cache.parents(plural, phases=(phase,)):
+                if current_status(plural, obj).get("phase") == phase:  # not what we wrote since
                     yield fn, obj
 
     def refreshing(self) -> Iterator[tuple[Sample, dict[str, Any]]]:

@@ -43,16 +43,16 @@ RECONCILERS[PLURAL] = reconcile_sdg
 
 def on_child(key: Key, context: contextvars.Context | None = None) -> None:
     """A child Job or Pod changed (handlers/events.py): reconcile its parent unless it has finished."""
-    parent = CACHE.parent(PLURAL, key[0], key[2])
-    if parent is not None and (parent.get("status") or {}).get("phase") not in TERMINAL:
+    record = CACHE.record(PLURAL, key[0], key[2])
+    if record is not None and record.phase not in TERMINAL:
         enqueue(PLURAL, key[0], key[2], context)
 
 
 def taxonomy_changed(namespace: str, name: str, context: contextvars.Context | None = None) -> None:
     """A Taxonomy changed (handlers/events.py): re-check the SyntheticDataJobs waiting for it."""
-    for sdg in CACHE.parents(PLURAL, namespace):
+    for sdg in CACHE.parents(PLURAL, namespace, phases=(None, Phase.WAITING.value)):
         ref = ((sdg.get("spec") or {}).get("taxonomyRef") or {}).get("name")
-        if ref == name and (sdg.get("status") or {}).get("phase") in (None, Phase.WAITING.value):
+        if ref == name:
             enqueue(PLURAL, namespace, sdg["metadata"]["name"], context)
 
 

@@ -40,7 +40,7 @@ RECONCILERS[PLURAL] = reconcile_taxonomy
 
 def on_child(key: Key, context: contextvars.Context | None = None) -> None:
     """A child Job or Pod changed (handlers/events.py): reconcile its parent."""
-    if CACHE.parent(PLURAL, key[0], key[2]) is not None:
+    if CACHE.record(PLURAL, key[0], key[2]) is not None:
         enqueue(PLURAL, key[0], key[2], context)
 
 
