@@ -155,14 +155,14 @@ def test_a_failing_scrape_does_not_stop_the_round() -> None:
     assert names.count("j3") >= 2 and names.count("j1") >= 2
 
 
-def test_written_status_is_forgotten_once_a_finished_object_shows_it(handlers: Any) -> None:
+def test_written_status_is_forgotten_once_an_event_shows_it(handlers: Any) -> None:
     apply = handlers.apply
     key = ("finetunejobs", "a", "done")
     with apply._written_lock:
         apply._written[key] = {"phase": "Succeeded", "completionTime": "t1"}
     try:
-        apply.settled("finetunejobs", _obj("done", "Running", "a"))  # still running: the overlay stays
-        lagging = _obj("done", "Succeeded", "a")  # finished, but the event predates our completionTime
+        apply.settled("finetunejobs", _obj("done", "Running", "a"))  # predates our write: the overlay stays
+        lagging = _obj("done", "Succeeded", "a")  # the phase, but not yet our completionTime
         apply.settled("finetunejobs", lagging)
         assert key in apply._written
         caught_up = _obj("done", "Succeeded", "a")
@@ -170,5 +170,9 @@ def test_written_status_is_forgotten_once_a_finished_object_shows_it(handlers: A
         apply.settled("finetunejobs", caught_up)
         assert key not in apply._written
         assert apply.current_status("finetunejobs", caught_up) == caught_up["status"]
+        with apply._written_lock:
+            apply._written[key] = {"phase": "Running"}
+        apply.settled("finetunejobs", _obj("done", "Running", "a"))  # a live object too
+        assert key not in apply._written
     finally:
         apply.forget(*key)
