@@ -25,6 +25,7 @@ _api: kubernetes.client.ApiClient | None = None
 #: children created in this process recently: the watch may not have delivered them to the indexes yet
 _recent: dict[tuple[str, str, str], float] = {}
 RECENT_SECONDS = 30.0
+_prune_at = 10_000  # pruned when it grows past this; then twice what is left (never a scan per create)
 
 
 def api() -> kubernetes.client.ApiClient:
@@ -74,11 +75,13 @@ def create(manifest: dict[str, Any]) -> bool:
             log.debug("not creating %s %s/%s: the namespace is gone or being deleted", kind, ns, name)
             return False
         raise
+    global _prune_at
     _recent[(kind, ns, name)] = time.monotonic()
-    if len(_recent) > 10_000:
+    if len(_recent) > _prune_at:
         cutoff = time.monotonic() - RECENT_SECONDS
-        for key in [k for k, t in _recent.items() if t < cutoff]:
+        for key in [k for k, t in list(_recent.items()) if t < cutoff]:
             _recent.pop(key, None)
+        _prune_at = max(10_000, 2 * len(_recent))
     return True
 
 
