@@ -15,7 +15,7 @@ from labrador_operator.constants import ANNOTATION_OWNER, LABEL_KIND, LABEL_NAME
 MAX_TERMINATION_MESSAGE = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobState:
     name: str
     role: str
@@ -42,7 +42,7 @@ class JobState:
         return not self.finished and not self.suspended
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodState:
     name: str
     job: str
