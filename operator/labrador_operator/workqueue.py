@@ -25,7 +25,8 @@ log = logging.getLogger("labrador.workqueue")
 
 class WorkQueue:
     """A reconcile that raises is retried after ``retry_base`` s, doubling per failure in a row up to ``retry_max``
-    (an API hiccup never leaves an object stuck until its next event)."""
+    (an API hiccup never leaves an object stuck until its next event). ``on_idle`` runs whenever the queue drains
+    (the operator hands freed heap back to the system then: memory.py)."""
 
     def __init__(
         self,
@@ -34,8 +35,10 @@ class WorkQueue:
         name: str = "labrador-reconcile",
         retry_base: float = 1.0,
         retry_max: float = 60.0,
+        on_idle: Callable[[], object] | None = None,
     ) -> None:
         self._handler = handler
+        self._on_idle = on_idle  # called (in a worker thread) each time the last queued reconcile has finished
         self._retry_base, self._retry_max = retry_base, retry_max
         self._failures: dict[Hashable, int] = {}
         self._lock = threading.Lock()
@@ -90,10 +93,16 @@ class WorkQueue:
                 self._processing.discard(key)
                 again = key in self._dirty
                 pool = self._pool
-                if not self._dirty and not self._processing:
+                idle = not self._dirty and not self._processing
+                if idle:
                     self._idle.notify_all()
             if again and pool is not None:
                 pool.submit(self._run, key)
+            if idle and self._on_idle is not None:
+                try:
+                    self._on_idle()
+                except Exception:
+                    log.exception("idle callback failed")
 
     def _retry(self, key: Hashable) -> None:
         if self._pool is not None:  # not after shutdown

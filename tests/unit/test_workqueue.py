@@ -105,6 +105,21 @@ def test_a_failed_reconcile_is_retried_with_backoff_until_it_succeeds(caplog) ->
     q.shutdown()
 
 
+def test_on_idle_runs_when_the_queue_drains() -> None:
+    idle: list[int] = []
+    gate = threading.Event()
+    q = WorkQueue(lambda key: gate.wait(5), workers=4, on_idle=lambda: idle.append(q.pending()))
+    for k in range(10):
+        q.add(k)
+    time.sleep(0.1)
+    assert idle == []  # still busy
+    gate.set()
+    assert q.join(5)
+    time.sleep(0.1)
+    assert idle and set(idle) == {0}
+    q.shutdown()
+
+
 def test_reconciles_run_in_the_context_given_with_add() -> None:
     """kopf.event() needs kopf's context variables, which a plain thread does not have."""
     got: dict[Hashable, str | None] = {}

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from labrador_operator import metrics
+from labrador_operator import memory, metrics
 from labrador_operator.cache import CACHE
 from labrador_operator.handlers import client
 from labrador_operator.reconcile.plan import Plan, condition, status_diff
@@ -33,7 +33,7 @@ def _reconcile_key(key: Hashable) -> None:
 
 
 #: every reconcile goes through here (handlers/events.py, the sampler's refreshes): one per object at a time
-QUEUE = WorkQueue(_reconcile_key, Settings.from_env().reconcile_workers)
+QUEUE = WorkQueue(_reconcile_key, Settings.from_env().reconcile_workers, on_idle=memory.maybe_trim)
 
 
 def enqueue(plural: str, namespace: str, name: str, context: contextvars.Context | None = None) -> None:

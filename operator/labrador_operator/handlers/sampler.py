@@ -23,6 +23,7 @@ from typing import Any
 
 import kopf
 
+from labrador_operator import memory
 from labrador_operator.cache import CACHE, Cache
 from labrador_operator.handlers import client, finetune, sdg, taxonomy
 from labrador_operator.handlers.apply import current_status
@@ -141,6 +142,7 @@ class Sampler:
                 self.pool.submit(self._one, fn, obj)
                 if self.stop.wait(gap):
                     return
+            memory.maybe_trim()
             self.stop.wait(max(interval - (time.monotonic() - t0), 0.05))
 
     def reload(self) -> None:
