@@ -41,7 +41,7 @@ def enqueue(plural: str, namespace: str, name: str, context: contextvars.Context
     QUEUE.add((plural, namespace, name), context)
 
 
-#: status this process wrote last, per object: a reconcile may run on an index entry older than its own patch
+#: status this process wrote last, per object: a reconcile may run on a cached body older than its own patch
 _written: dict[tuple[str, str, str], dict[str, Any]] = {}
 _written_lock = threading.Lock()
 
@@ -75,7 +75,7 @@ def _object_lock(key: tuple[str, str, str]) -> threading.Lock:
 
 
 def current_status(plural: str, body: dict[str, Any]) -> dict[str, Any]:
-    """``body``'s status with what this process wrote last laid over it: an event or index entry may predate our own
+    """``body``'s status with what this process wrote last laid over it: an event or the cache may predate our own
     patch, and deciding from it (e.g. a condition's lastTransitionTime) would undo that patch — and the patch's own
     watch event would undo this one, a loop for as long as the object runs."""
     meta = body["metadata"]

@@ -22,7 +22,7 @@ log = logging.getLogger("labrador.client")
 _lock = threading.Lock()
 _api: kubernetes.client.ApiClient | None = None
 
-#: children created in this process recently: the watch may not have delivered them to the indexes yet
+#: children created in this process recently: the watch may not have delivered them to the cache yet
 _recent: dict[tuple[str, str, str], float] = {}
 RECENT_SECONDS = 30.0
 _prune_at = 10_000  # pruned when it grows past this; then twice what is left (never a scan per create)

@@ -1,4 +1,4 @@
-"""What the operator observes of its children, reduced to small typed records (also what the kopf indexes hold).
+"""What the operator observes of its children, reduced to small typed records (what the cache holds).
 
 Pure: dicts from the API in, frozen dataclasses out.
 """
@@ -55,7 +55,7 @@ class PodState:
 
 @dataclass
 class Children:
-    """A parent's children as seen in the indexes: Jobs and Pods by name, other kinds by name only."""
+    """A parent's children as seen in the cache: Jobs and Pods by name, other kinds by name only."""
 
     jobs: dict[str, JobState] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
