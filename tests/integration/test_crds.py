@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import EXAMPLES, load_example
-from tests.integration.conftest import Kube
+from tests.integration.conftest import Kube, scratch_namespace
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """Not ``t-*``: these tests are about the API server's own checks, and the in-process operator (started by other
+    tests of the session) reconciles what it watches — e.g. it writes a waiting SyntheticDataJob's status back to its
+    own decision while a test here checks what a status-subresource patch left."""
+    with scratch_namespace(kube, "crd") as name:
+        yield name
+
 
 Mutation = Callable[[dict[str, Any]], None]
 

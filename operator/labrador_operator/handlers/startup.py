@@ -76,7 +76,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # a watched object's kopf worker (a task, a queue, the last body) lingers this long after its last event (kopf:
     # 5 s); after a restart every object is listed within seconds (1,000 finished jobs: 312 MiB RSS with 5 s, 243 with
     # 1 s, 146 with 0.5 s and pages of 100)
-    settings.batching.idle_timeout = 0.5
+    queueing = getattr(settings, "queueing", None) or settings.batching  # renamed in kopf 1.4x
+    queueing.idle_timeout = 0.5
     # kopf logs every handler call at INFO ("Handler ... succeeded"): thousands of lines a second at scale
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
