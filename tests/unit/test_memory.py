@@ -6,8 +6,6 @@ import platform
 import threading
 from pathlib import Path
 
-import pytest
-
 from labrador_operator import memory
 
 
@@ -18,10 +16,12 @@ def _rss_mb() -> float:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trim_returns_the_holes_a_burst_leaves() -> None:
     """A burst in a worker thread (its own malloc arena) leaves every 64th block alive: nothing is at the arena's
-    top, so nothing goes back by itself until trim()."""
+    top, so nothing goes back by itself until trim(). Without glibc, trim() is a no-op that says so."""
+    if platform.libc_ver()[0] != "glibc":
+        assert memory.trim() is False
+        return
     kept: list[bytes] = []
 
     def burst() -> None:
