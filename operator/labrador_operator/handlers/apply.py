@@ -46,13 +46,9 @@ _written: dict[tuple[str, str, str], dict[str, Any]] = {}
 _written_lock = threading.Lock()
 
 
-_locks: dict[tuple[str, str, str], threading.Lock] = {}
-
-
 def forget(plural: str, namespace: str, name: str) -> None:
     with _written_lock:
         _written.pop((plural, namespace, name), None)
-        _locks.pop((plural, namespace, name), None)
 
 
 def settled(plural: str, body: dict[str, Any]) -> None:
@@ -66,12 +62,6 @@ def settled(plural: str, body: dict[str, Any]) -> None:
         written = _written.get(key)
         if written is not None and all(status.get(k) == v for k, v in written.items()):
             del _written[key]
-
-
-def _object_lock(key: tuple[str, str, str]) -> threading.Lock:
-    """One reconcile at a time per object, whichever watch (parent, Job, Pod) triggered it."""
-    with _written_lock:
-        return _locks.setdefault(key, threading.Lock())
 
 
 def current_status(plural: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -127,46 +117,42 @@ def reconcile(
     spec_model: type[BaseModel],
     decide: Callable[[Any, dict[str, Any]], Plan],
 ) -> None:
-    """Parse the spec, decide from the current status, apply — one at a time per object (the parent's and its
-    children's watches all land here); an unparsable spec becomes a Failed status, never a crash loop."""
+    """Parse the spec, decide from the current status, apply; an unparsable spec becomes a Failed status, never a
+    crash loop. Called only by the work queue (``RECONCILERS``), with the body it just read from the cache: the queue
+    runs one reconcile per object at a time, so no lock here and no second read."""
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return
-    with _object_lock((plural, meta["namespace"], meta["name"])):
-        # the newest known view: this call may have waited for the lock while another reconcile and its watch
-        # event went by
-        body = CACHE.parent(plural, meta["namespace"], meta["name"]) or body
-        meta = body["metadata"]
-        t0 = time.perf_counter()
-        result = "ok"
+    t0 = time.perf_counter()
+    result = "ok"
+    try:
         try:
-            try:
-                spec = spec_model.model_validate(body.get("spec") or {})
-            except ValidationError as e:
-                err = e.errors()[0]
-                msg = f"spec is invalid at {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
-                gen = meta.get("generation")
-                prev = current_status(plural, body).get("conditions")
-                bad = Plan(
-                    status={
-                        "phase": "Failed",
-                        "observedGeneration": gen,
-                        "conditions": [
-                            condition("Failed", True, "InvalidSpec", msg, gen, prev),
-                            condition("Ready", False, "InvalidSpec", msg, gen, prev),
-                        ],
-                    }
-                )
-                apply(bad, kind=kind, plural=plural, body=body)
-                result = "invalid"
-                return
-            apply(decide(spec, current_status(plural, body)), kind=kind, plural=plural, body=body)
-        except Exception:
-            result = "error"
-            raise
-        finally:
-            metrics.RECONCILES.labels(kind, result).inc()
-            metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - t0)
+            spec = spec_model.model_validate(body.get("spec") or {})
+        except ValidationError as e:
+            err = e.errors()[0]
+            msg = f"spec is invalid at {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+            gen = meta.get("generation")
+            prev = current_status(plural, body).get("conditions")
+            bad = Plan(
+                status={
+                    "phase": "Failed",
+                    "observedGeneration": gen,
+                    "conditions": [
+                        condition("Failed", True, "InvalidSpec", msg, gen, prev),
+                        condition("Ready", False, "InvalidSpec", msg, gen, prev),
+                    ],
+                }
+            )
+            apply(bad, kind=kind, plural=plural, body=body)
+            result = "invalid"
+            return
+        apply(decide(spec, current_status(plural, body)), kind=kind, plural=plural, body=body)
+    except Exception:
+        result = "error"
+        raise
+    finally:
+        metrics.RECONCILES.labels(kind, result).inc()
+        metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - t0)
 
 
 def _transition_message(plan: Plan, phase: str) -> tuple[str, str]:
