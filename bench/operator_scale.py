@@ -846,6 +846,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="then a fresh operator over the finished jobs: CPU, RSS, writes until quiet")  # fmt: skip
     a = p.parse_args(argv)
 
+    from labrador_trainer.hardware import host_line
+
+    print(host_line(gemm=False), flush=True)  # the control plane and the operators are plain CPU work
     peer_dir = None if a.skip_peer else build_peer()
     shutil.rmtree(a.dir, ignore_errors=True)
     t = time.monotonic()

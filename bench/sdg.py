@@ -89,7 +89,8 @@ def make_snapshot(work: Path) -> Path:
 # -- part 1: generate on the offline engine vs the raw engine -------------------------------------------------------
 @dataclass
 class RecordingLLM:
-    """Stands in for ``vllm.LLM`` inside ``VllmGenerator``: forwards every call and records what ``generate`` got."""
+    """Stands in for ``vllm.LLM`` inside ``VllmGenerator``: forwards every call and records the prompts queued by
+    ``enqueue`` (the generator's streaming path) or ``generate``."""
 
     llm: Any
     prompts: list[Any] = field(default_factory=list)
@@ -102,6 +103,11 @@ class RecordingLLM:
         self.params += params
         self.output_tokens += sum(len(o.outputs[0].token_ids) for o in outs)
         return outs
+
+    def enqueue(self, prompts: list[Any], params: list[Any], **kwargs: Any) -> Any:
+        self.prompts += prompts
+        self.params += params
+        return self.llm.enqueue(prompts, params, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.llm, name)
@@ -172,9 +178,10 @@ def part_raw(args: argparse.Namespace, model: Path, snapshot: Path, work: Path) 
     return {
         "pipeline": args.pipeline,
         "requests": len(rec.prompts),
-        "labrador_tokens": rec.output_tokens,
+        "labrador_tokens": summary["output_tokens"],
         "labrador_s": wall,
-        "labrador_tok_s": rec.output_tokens / wall,
+        "labrador_tok_s": summary["output_tokens"] / wall,
+        "dtype": summary.get("dtype"),
         "labrador_load": load,
         "raw_tokens": raw_tokens,
         "raw_s": raw_wall,
@@ -290,8 +297,11 @@ def per_min(n: float, seconds: float) -> float:
 
 
 def report(raw: dict[str, Any], cmp: dict[str, Any], args: argparse.Namespace) -> str:
+    from labrador_trainer.hardware import host_line
+
     lines = [
-        f"slice: fixture taxonomy (5 leaves), teacher SmolLM2-135M-Instruct (vLLM CPU, "
+        host_line(),
+        f"slice: fixture taxonomy (5 leaves), teacher SmolLM2-135M-Instruct (vLLM CPU, dtype {raw.get('dtype')}, "
         f"gpu_memory_utilization={args.gpu_memory_utilization}, max_model_len={args.max_model_len}), "
         f"samples per seed example {args.samples_per_seed_example}",
     ]

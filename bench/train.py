@@ -113,8 +113,10 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
+    from labrador_trainer.hardware import host_line
     from labrador_trainer.models import cached_model
 
+    print(host_line(), flush=True)  # both contenders train in float32 (the `auto` of every CPU)
     model = cached_model(GGUF, layers=args.layers)
     with tempfile.TemporaryDirectory(prefix="labrador-bench-") as tmp:
         work = Path(tmp)

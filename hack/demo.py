@@ -48,6 +48,7 @@ NODE = "labrador-local"
 TEACHER_DIR, STUDENT_DIR = "models/smollm2-135m-instruct", "models/smollm2-135m-instruct-2l"
 STUDENT_LAYERS = 2
 RUNNER, OPERATOR = "labrador-local", "labrador-operator"  # pid files in <dir>/pids, so `cluster.py down` stops them
+CPU_BF16_ENV = "LABRADOR_CPU_BF16"  # `off`: the workloads act as on a CPU without native bf16 (labrador_trainer.hardware)
 GIT_ID = ["-c", "user.name=labrador-demo", "-c", "user.email=demo@localhost", "-c", "commit.gpgsign=false"]
 
 
@@ -234,7 +235,8 @@ def start_runner(kube: Kube, opts: Options) -> subprocess.Popen[bytes]:
     stop_process(opts, RUNNER)
     argv = [str(VENV_BIN / "labrador-local"), "--node-name", NODE, "--run-as-agent-user",
             "--log-dir", str(opts.state / "pod-logs"), "--volume-root", str(opts.volume_root),
-            "--state-dir", str(opts.state / "runner"), "--max-parallel", "2", "--shutdown-grace", "15"]  # fmt: skip
+            "--state-dir", str(opts.state / "runner"), "--max-parallel", "2", "--shutdown-grace", "15",
+            "--pass-env", CPU_BF16_ENV]  # fmt: skip
     env = {**kube.env, "PATH": f"{VENV_BIN}{os.pathsep}{kube.env['PATH']}", "VIRTUAL_ENV": str(VENV_BIN.parent)}
     proc = spawn(opts, RUNNER, argv, env)
 
@@ -502,6 +504,8 @@ class Summary:
     knowledge_samples: int
     skills_samples: int
     phase_loss: dict[str, float | None]
+    teacher_dtype: str | None
+    phase_dtype: dict[str, str | None]
     base_score: float | None
     tuned_score: float | None
     forgetting_delta: float | None
@@ -522,6 +526,8 @@ class Summary:
             knowledge_samples=counts.get("knowledge", 0),
             skills_samples=counts.get("skills", 0),
             phase_loss={p["name"]: p.get("finalLoss") for p in ft.get("phases") or []},
+            teacher_dtype=sdg.get("teacherDtype"),
+            phase_dtype={p["name"]: p.get("dtype") for p in ft.get("phases") or []},
             base_score=ev.get("baseScore"),
             tuned_score=ev.get("tunedScore"),
             forgetting_delta=ev.get("forgettingDelta"),
@@ -540,8 +546,10 @@ class Summary:
             "Labrador demo: done",
             f"  taxonomy        revision {self.revision[:12]}, {self.leaves.get('total', 0)} leaves ({leaves})",
             f"  synthetic data  {self.generated} generated, {self.kept} kept "
-            f"(knowledge set {self.knowledge_samples}, skills set {self.skills_samples})",
-            *(f"  training        phase {n}: final loss {num(v)}" for n, v in self.phase_loss.items()),
+            f"(knowledge set {self.knowledge_samples}, skills set {self.skills_samples}; "
+            f"teacher in {self.teacher_dtype or 'n/a'})",
+            *(f"  training        phase {n}: final loss {num(v)} ({self.phase_dtype.get(n) or 'n/a'})"
+              for n, v in self.phase_loss.items()),  # fmt: skip
             f"  evaluation      base {num(self.base_score)} -> tuned {num(self.tuned_score)}"
             f" (forgetting delta {num(self.forgetting_delta)})",
             f"  output model    pvc://{CLAIM}/{self.model}",
@@ -551,6 +559,15 @@ class Summary:
             "=" * 72,
         ]
         return "\n".join(lines)
+
+
+def host_summary() -> str:
+    """What the workloads will run in here: `auto` is bf16 on this CPU only where it is native (or never, with
+    LABRADOR_CPU_BF16=off). The demo's process has the venv's torch; its pods inherit the switch."""
+    from labrador_trainer.hardware import host_line, inference_dtype
+
+    teacher = inference_dtype("auto", cpu=True)
+    return f"{host_line(gemm=False)}; teacher dtype auto -> {teacher}, training float32"
 
 
 def host_path(workspace: Path, path: str) -> Path:
@@ -565,6 +582,7 @@ def up(opts: Options) -> Summary:
     """Everything from the control plane to the summary; leaves the cluster, runner and operator running."""
     t0 = time.monotonic()
     opts.state.mkdir(parents=True, exist_ok=True)
+    say(opts, host_summary())
     kube = Kube(control_plane(opts))
     install_chart(kube, opts)
     runner = start_runner(kube, opts)

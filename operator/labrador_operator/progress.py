@@ -6,7 +6,10 @@ Names the workloads serve (prometheus-client gauges, documented in the README):
   ``labrador_train_loss``, ``labrador_train_learning_rate``, ``labrador_train_tokens_per_second``,
   ``labrador_train_eta_seconds``
 - generation (every shard): ``labrador_sdg_samples_generated``, ``labrador_sdg_samples_target``,
-  ``labrador_sdg_output_tokens_per_second``, ``labrador_sdg_eta_seconds``, ``labrador_sdg_stage_info{stage=...}``
+  ``labrador_sdg_output_tokens_per_second``, ``labrador_sdg_eta_seconds``, ``labrador_sdg_work_fraction``,
+  ``labrador_sdg_stage_info{stage=...}``
+
+A gauge the workload sets to NaN (an ETA before there is a rate) is left out, so status shows no ETA rather than 0s.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ SDG = {
     "labrador_sdg_samples_target": "targetSamples",
     "labrador_sdg_output_tokens_per_second": "outputTokensPerSecond",
     "labrador_sdg_eta_seconds": "etaSeconds",
+    "labrador_sdg_work_fraction": "workFraction",  # → percent (not a status field itself)
 }
 INTEGER = {"step", "totalSteps", "etaSeconds", "samples", "targetSamples"}
 
@@ -85,13 +89,32 @@ def sum_shards(shards: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def finish(progress: dict[str, Any], percent: float | None, now: str) -> dict[str, Any]:
+def sdg_percent(shards: list[dict[str, Any]], total: int, finished: int) -> float | None:
+    """Generation percent over all ``total`` shards: each running shard's share of its work done (the workload's
+    estimate, which moves within every stage, judges included), ``finished`` shards counted whole, shards not yet
+    reporting as 0. Workloads that report no work fraction: samples over target."""
+    fractions = [min(1.0, max(0.0, float(s["workFraction"]))) for s in shards if "workFraction" in s]
+    if fractions and total > 0:
+        return 100.0 * (sum(fractions) + finished) / total
+    samples = sum(s.get("samples", 0) for s in shards)
+    target = sum(s.get("targetSamples", 0) for s in shards)
+    return 100.0 * samples / target if target else None
+
+
+def finish(
+    progress: dict[str, Any], percent: float | None, now: str, previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The status.progress to write. A field the last write had and this sample lacks (an ETA gone unknown when a
+    new training phase starts) is set to None, which the merge patch deletes — no stale ETA or loss lingers."""
     out = dict(progress)
     if percent is not None:
         out["percent"] = max(0, min(100, int(percent)))
     if "etaSeconds" in out:
         out["eta"] = human_duration(out["etaSeconds"])
     out["updated"] = now
+    for key, value in (previous or {}).items():
+        if value is not None and key not in out:
+            out[key] = None
     return out
 
 
@@ -104,5 +127,5 @@ def train_percent(done_phases: int, phases: int, step: int | None, total: int | 
 
 def changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """Worth a write: anything but the sampling time differs."""
-    strip = {k: v for k, v in (old or {}).items() if k != "updated"}
-    return strip != {k: v for k, v in new.items() if k != "updated"}
+    strip = {k: v for k, v in (old or {}).items() if k != "updated" and v is not None}
+    return strip != {k: v for k, v in new.items() if k != "updated" and v is not None}

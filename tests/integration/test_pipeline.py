@@ -112,7 +112,11 @@ def test_invalid_taxonomy_reports_file_and_line(installed: Kube, operator: Any, 
 
 
 def test_whole_pipeline_waits_pins_and_chains(installed: Kube, operator: Any, namespace: str, workspace: str) -> None:
-    mix_result = {"counts": {"generated": 120, "kept": 100, "dropped": 20, "knowledge": 60, "skills": 40}}
+    # every pod of the SDG reports this (generate shards and mix alike): counts for mix, the teacher's dtype
+    mix_result = {
+        "counts": {"generated": 120, "kept": 100, "dropped": 20, "knowledge": 60, "skills": 40},
+        "dtype": "float32",
+    }
     sdg = {
         "apiVersion": "labrador.dev/v1alpha1",
         "kind": "SyntheticDataJob",
@@ -152,6 +156,7 @@ def test_whole_pipeline_waits_pins_and_chains(installed: Kube, operator: Any, na
     assert s["outputs"]["knowledge"] == f"sdg/{namespace}/data/knowledge_train_msgs.jsonl"
     assert s["outputs"]["counts"] == mix_result["counts"]
     assert s["shards"] == {"total": 3, "active": 0, "succeeded": 3, "failed": 0}
+    assert s["teacherDtype"] == "float32"  # what the shards' engines resolved `auto` to
     gen = installed.get("job", "data-generate", namespace)
     assert gen["spec"]["completions"] == 3 and gen["spec"]["completionMode"] == "Indexed"
     argv = gen["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -163,3 +168,72 @@ def test_whole_pipeline_waits_pins_and_chains(installed: Kube, operator: Any, na
     assert conds(f)["DataReady"][0] == "True"
     run = json.loads(installed.get("configmap", "model-config", namespace)["data"]["knowledge.json"])
     assert run["data"] == f"/workspace/sdg/{namespace}/data/knowledge_train_msgs.jsonl"
+
+
+def test_generation_progress_moves_within_a_stage_and_has_no_eta_before_a_rate(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """The shard's work fraction (moves with every finished request, judges included) sets percent; an ETA the
+    workload does not know yet (NaN) is absent from status, not 0s."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client.exposition import MetricsHandler
+
+    installed.apply(taxonomy("ptax", SYNC_RESULT), namespace)
+    wait_phase(installed, "taxonomy", namespace, "ptax", "Ready")
+    sdg = {
+        "apiVersion": "labrador.dev/v1alpha1",
+        "kind": "SyntheticDataJob",
+        "metadata": {"name": "pdata"},
+        "spec": {
+            "taxonomyRef": {"name": "ptax"},
+            "teacher": {"model": {"uri": "pvc://models/teacher"}},
+            "parallelism": 2,
+            "resources": {"gpus": 1, "podMetadata": {"annotations": {"labrador.dev/kwok-hold": "true"}}},
+        },
+    }
+    bind_claim(installed, namespace, "models", access="ReadOnlyMany")
+    installed.apply(sdg, namespace)
+
+    def running_shards() -> list[dict[str, Any]] | None:
+        out = installed.kubectl("get", "pods", "-n", namespace, "-l", "batch.kubernetes.io/job-name=pdata-generate",
+                                "-o", "json").stdout  # fmt: skip
+        pods = [x for x in json.loads(out)["items"] if x["status"].get("phase") == "Running"]
+        pods = [x for x in pods if x["status"].get("podIP")]
+        return pods if len(pods) == 2 else None
+
+    pods = wait_for(running_shards, timeout=60, what="both generate shards running")
+    registry = CollectorRegistry()
+    g = {
+        k: Gauge(f"labrador_sdg_{k}", k, registry=registry)
+        for k in ("samples_generated", "samples_target", "output_tokens_per_second", "eta_seconds", "work_fraction")
+    }
+    g["samples_generated"].set(0)  # the judge stages of a run generate no samples, yet the fraction moves
+    g["samples_target"].set(10)
+    g["output_tokens_per_second"].set(55.5)
+    g["eta_seconds"].set(float("nan"))
+    g["work_fraction"].set(0.4)
+    servers = []
+    for pod in pods:  # both shards report the same figures: (0.4 + 0.4) / 2 shards = 40 %
+        server = ThreadingHTTPServer((pod["status"]["podIP"], 9400), MetricsHandler.factory(registry))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+
+        def progress(percent: int) -> dict[str, Any] | None:
+            p = status_of(installed, "sdg", namespace, "pdata").get("progress")
+            return p if p and p.get("percent") == percent else None
+
+        p = wait_for(lambda: progress(40), timeout=30, what="status.progress 40 %")
+        assert p["samples"] == 0 and p["targetSamples"] == 20 and p["outputTokensPerSecond"] == 111.0
+        assert "etaSeconds" not in p and "eta" not in p
+        g["work_fraction"].set(0.7)
+        g["eta_seconds"].set(90)
+        p = wait_for(lambda: progress(70), timeout=30, what="status.progress 70 %")
+        assert p["etaSeconds"] == 90 and p["eta"] == "1m30s"
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

@@ -3,6 +3,7 @@ as an OpenAI-compatible server (the endpoint backend) and once in-process (the o
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -114,6 +115,92 @@ def test_flows_name_their_templates() -> None:
         for flow in stages.values():
             assert flow[0].generates and not any(s.generates for s in flow[1:])
             assert all(s.template in NAMES for s in flow)
+
+
+def test_observer_has_no_eta_before_a_rate_and_counts_units() -> None:
+    import math
+
+    from labrador_trainer.sdg.observe import Observer
+
+    obs = Observer(None, progress=False)
+    obs.credit_units(100)  # an earlier run's finished stage
+    obs.plan_units(400)
+    assert obs.fraction() == 0.25 and obs.eta() is None
+    obs.add_requests(3, round_=0)
+    time.sleep(0.05)
+    obs.request_done(10, 100)
+    assert obs.fraction() == 0.5
+    eta = obs.eta()
+    assert eta is not None and math.isfinite(eta) and eta > 0
+    obs.plan_units(250)  # the next stage has fewer items than planned: the estimate shrinks, progress jumps ahead
+    assert obs.fraction() == 0.8
+    obs.finish()
+    assert obs.fraction() == 1.0 and obs.eta() == 0.0
+
+
+class ScriptedTeacher:
+    """A stand-in teacher for the runner's bookkeeping only (the real engine runs in the tests below): answers each
+    request by its template's shape and reports it as finished, one by one, like the vLLM backend does."""
+
+    dtype = "float32"
+
+    def __init__(self, observer: Any) -> None:
+        self.observer = observer
+        self.fractions: list[tuple[str, float]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, reqs: Any, on_done: Any = None) -> list[Any]:
+        from labrador_trainer.sdg.llm import Completion
+
+        outs = []
+        for i, r in enumerate(reqs):
+            system = r.messages[0]["content"].lower()
+            if r.max_tokens <= 8:
+                text = "YES"
+            elif "context" in system and "question" not in r.messages[-1]["content"].lower()[:40]:
+                text = "Context: " + " ".join(f"word{j}" for j in range(12))
+            else:
+                text = f"Question: What is item number {i} here?\nAnswer: It is item {i}, as the text says."
+            c = Completion(text, 12)
+            outs.append(c)
+            if on_done:
+                on_done(i, c)
+            self.fractions.append((self.observer._stage or "", self.observer.fraction()))
+        return outs
+
+    def close(self) -> None:
+        pass
+
+
+def test_progress_moves_with_every_request_of_every_stage(snapshot: Path, tmp_path: Path) -> None:
+    from labrador_trainer.sdg.config import GenerateConfig
+    from labrador_trainer.sdg.observe import Observer
+    from labrador_trainer.sdg.run import Runner
+
+    cfg = GenerateConfig.model_validate(
+        {
+            "taxonomy": str(snapshot),
+            "outputDir": str(tmp_path / "out"),
+            "teacher": {"kind": "endpoint", "url": "http://127.0.0.1:9/v1", "model": "x"},
+            "pipeline": "full",
+            "samplesPerSeedExample": 1,
+        }
+    )
+    obs = Observer(None, progress=False)
+    teacher = ScriptedTeacher(obs)
+    summary = Runner(cfg, load_templates(), lambda: teacher, obs).run((0, 1))
+    assert summary["dtype"] == "float32"
+    by_stage: dict[str, list[float]] = {}
+    for stage, f in teacher.fractions:
+        by_stage.setdefault(stage, []).append(f)
+    assert len(by_stage) >= 4  # qa, judges, questions, answers...
+    for stage, fs in by_stage.items():  # within each stage, every finished request moves the fraction
+        assert all(b > a for a, b in itertools.pairwise(fs)), (stage, fs)
+    seq = [f for _, f in teacher.fractions]
+    assert seq[0] > 0 and seq[-1] <= 1.0 and obs.fraction() == 1.0
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(seq))  # never backwards between stages
 
 
 def test_bad_input_exits_2_with_a_termination_message(tmp_path: Path) -> None:
@@ -392,8 +479,9 @@ def test_mix_refuses_missing_leaf_outputs(simple: dict[str, Any], snapshot: Path
 
 
 def test_offline_engine_backend(teacher: Path, snapshot: Path, tmp_path: Path) -> None:
-    """The in-process vLLM engine: every request of a round in one call; an over-long prompt is an error for that
-    request only."""
+    """The in-process vLLM engine: every request of a round queued at once, each reported as it finishes; an
+    over-long prompt is an error for that request only; ``auto`` resolved for this CPU."""
+    from labrador_trainer.hardware import inference_dtype
     from labrador_trainer.sdg.llm import ChatRequest, VllmGenerator
 
     gen = VllmGenerator(str(teacher), {"gpuMemoryUtilization": 0.1, "maxModelLen": 1024, "enforceEager": True}, seed=3)
@@ -403,6 +491,15 @@ def test_offline_engine_backend(teacher: Path, snapshot: Path, tmp_path: Path) -
         seen: list[int] = []
         outs = gen.generate(reqs, lambda i, c: seen.append(i))
         assert sorted(seen) == list(range(7))
+        assert seen[0] == 3  # refused before the engine: reported first
+        assert gen.dtype == inference_dtype("auto", cpu=True)
+        # requests are reported as they finish, not when the whole call returns: short ones before long ones
+        count = "Count from 1 to 300, numbers separated by commas."
+        mixed = [ChatRequest([{"role": "user", "content": count}], n) for n in (64, 2, 64, 2, 2)]
+        stamps: dict[int, float] = {}
+        t0 = time.monotonic()
+        gen.generate(mixed, lambda i, c: stamps.setdefault(i, time.monotonic() - t0))
+        assert max(stamps[i] for i in (1, 3, 4)) < min(stamps[i] for i in (0, 2)), stamps
         assert outs[3].text is None and "over the context" in (outs[3].error or "")
         assert all(o.text and o.output_tokens > 0 for i, o in enumerate(outs) if i != 3)
         assert gen.count_tokens("black-capped chickadee") > 0

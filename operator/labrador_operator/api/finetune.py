@@ -183,7 +183,13 @@ class Training(ApiModel):
         description="Save an HF checkpoint every this many samples (0: at phase end only).",
     )
     seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed for data order and initialisation.")
-    dtype: Literal["bfloat16", "float16", "float32"] = Field(default="bfloat16", description="Training precision.")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto",
+        description=(
+            "Training precision (bf16 autocast over fp32 weights, or fp32). auto: bfloat16 on GPUs, float32 on CPUs "
+            "(where bf16 is often emulated, ~30x slower)."
+        ),
+    )
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
 
 
@@ -291,6 +297,7 @@ class PhaseStatus(StatusModel):
     best_checkpoint: str | None = Field(default=None, max_length=1024, description="Selected checkpoint.")
     gpu_seconds: float | None = Field(default=None, ge=0, description="GPU-seconds used by the phase.")
     tokens: int | None = Field(default=None, ge=0, description="Tokens trained on in the phase.")
+    dtype: str | None = Field(default=None, max_length=16, description="Precision the phase ran in (auto resolved).")
 
 
 class Progress(StatusModel):

@@ -74,7 +74,13 @@ class VllmSettings(ApiModel):
     gpu_memory_utilization: float = Field(
         default=0.9, gt=0, lt=1, description="Fraction of GPU memory vLLM may use (weights and KV cache)."
     )
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", description="Weights dtype.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        default="auto",
+        description=(
+            "Weights dtype. auto: the model's own on GPUs; on CPUs bfloat16 only where the CPU has it natively "
+            "(AVX512_BF16 or AMX), else float32. status.teacherDtype says what ran."
+        ),
+    )
     enforce_eager: bool = Field(
         default=False,
         description="Run the model eagerly: no graph compilation or capture. Starts minutes sooner (on CPU the "
@@ -182,6 +188,15 @@ class SyntheticDataJobSpec(ApiModel):
         le=10_000,
         description="Samples to generate per seed example (InstructLab's sdg_scale_factor).",
     )
+    max_new_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=32_768,
+        description=(
+            "Cap on every request's output tokens (each prompt template's max_tokens is the default: 384 for "
+            "knowledge Q&A, 256 for contexts and answers). A lower cap makes a CPU teacher finish sooner."
+        ),
+    )
     max_samples: int | None = Field(
         default=None, ge=1, le=100_000_000, description="Stop generating after this many kept samples in total."
     )
@@ -196,12 +211,22 @@ class SyntheticDataJobSpec(ApiModel):
 
 
 class Progress(StatusModel):
-    percent: int | None = Field(default=None, ge=0, le=100, description="Samples generated over target, in %.")
+    percent: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description=(
+            "Share of the teacher's work done, in % (requests weighted by their token budget, every stage; moves "
+            "within a stage)."
+        ),
+    )
     samples: int | None = Field(default=None, ge=0, description="Samples generated so far.")
     target_samples: int | None = Field(default=None, ge=0, description="Samples the run aims for.")
     output_tokens_per_second: float | None = Field(default=None, ge=0, description="Teacher output tokens/s.")
     stage: str | None = Field(default=None, max_length=64, description="Current pipeline stage.")
-    eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
+    eta_seconds: int | None = Field(
+        default=None, ge=0, description="Estimated seconds left; absent until the teacher has finished a request."
+    )
     eta: str | None = Field(default=None, max_length=32, description="eta_seconds in human form, e.g. 12m30s.")
     updated: datetime | None = Field(default=None, description="When progress was last sampled.")
 
@@ -241,6 +266,9 @@ class SyntheticDataJobStatus(StatusModel):
     )
     observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
     taxonomy_revision: str | None = Field(default=None, max_length=64, description="Pinned Taxonomy revision.")
+    teacher_dtype: str | None = Field(
+        default=None, max_length=16, description="dtype the in-pod teacher ran in (auto resolved for the node)."
+    )
     progress: Progress | None = Field(default=None, description="Live progress; absent when unknown.")
     shards: Shards | None = Field(default=None, description="Shard pods.")
     outputs: Outputs | None = Field(default=None, description="Generated data sets.")

@@ -83,6 +83,7 @@ def build_config_map(owner: Owner, spec: SyntheticDataJobSpec, snap: Snapshot, s
         "promptsDir": "/etc/labrador/prompts" if spec.prompts_config_map_ref else None,
         "samplesPerSeedExample": spec.samples_per_seed_example,
         "maxSamples": spec.max_samples,
+        "maxNewTokens": spec.max_new_tokens,
         "shards": spec.parallelism,
         "seed": spec.seed,
         "outputDir": f"{base}/shards",

@@ -82,6 +82,6 @@ def sample_progress(obj: dict[str, Any]) -> None:
     phases = status.get("phases") or []
     done = sum(1 for p in phases if p.get("state") == "Succeeded")
     percent = progress.train_percent(done, len(phases), sample.get("step"), sample.get("totalSteps"))
-    new = progress.finish(sample, percent, now_iso())
+    new = progress.finish(sample, percent, now_iso(), status.get("progress"))
     if progress.changed(status.get("progress"), new):
         write_status(PLURAL, namespace, name, {"progress": new})

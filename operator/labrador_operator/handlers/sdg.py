@@ -72,8 +72,9 @@ def sample_progress(obj: dict[str, Any]) -> None:
     sample = progress.sum_shards(shards)
     if not sample:
         return
-    target = sample.get("targetSamples")
-    percent = 100.0 * sample.get("samples", 0) / target if target else None
-    new = progress.finish(sample, percent, now_iso())
+    gen = kids.jobs.get(job)
+    total = int(((obj.get("spec") or {}).get("parallelism")) or 1)
+    percent = progress.sdg_percent(shards, total, gen.succeeded if gen is not None else 0)
+    new = progress.finish(sample, percent, now_iso(), status.get("progress"))
     if progress.changed(status.get("progress"), new):
         write_status(PLURAL, namespace, name, {"progress": new})

@@ -101,6 +101,8 @@ def _phase_entry(
             entry["finalLoss"] = float(result["final_loss"])
         if isinstance(result.get("tokens"), int):
             entry["tokens"] = result["tokens"]
+        if isinstance(result.get("dtype"), str):
+            entry["dtype"] = result["dtype"][:16]
         if isinstance(result.get("checkpoints"), list):
             entry["checkpoints"] = [str(c) for c in result["checkpoints"][:100]]
         if result.get("best_checkpoint"):

@@ -91,6 +91,10 @@ def plan(
         int((p.result or {}).get("output_tokens", 0) or 0) for p in children.pods.values() if gen and p.job == gen.name
     )
     fields["usage"] = {"gpuSeconds": round(gpu_seconds, 1), "tokens": tokens}
+    dtypes = sorted({str(p.result["dtype"])[:16] for p in children.pods.values()
+                     if gen and p.job == gen.name and p.result and isinstance(p.result.get("dtype"), str)})  # fmt: skip
+    if dtypes:
+        fields["teacherDtype"] = "/".join(dtypes)[:16]
 
     failed = next((j for j in (gen, mix) if j is not None and j.failed_terminal), None)
     if failed is not None:

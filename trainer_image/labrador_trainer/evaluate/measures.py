@@ -36,8 +36,11 @@ class LM:
     def load(cls, path: str) -> LM:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from labrador_trainer.hardware import compute_dtype
+
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        # base and tuned are scored in one precision: bf16 on CUDA, fp32 on every CPU (never emulated bf16)
+        dtype = getattr(torch, compute_dtype("auto", cuda=device.type == "cuda"))
         tok = AutoTokenizer.from_pretrained(path)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token

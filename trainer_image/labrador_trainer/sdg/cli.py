@@ -34,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--prompts-dir", help="directory of prompt files replacing built-in ones by name")
     g.add_argument("--samples-per-seed-example", type=int)
     g.add_argument("--max-samples", type=int)
+    g.add_argument("--max-new-tokens", type=int, help="cap on every request's output tokens")
     g.add_argument("--shard", type=_shard, default=(0, 1), help="i/N: this process's slice of the leaves")
     g.add_argument("--batch-size", type=int, default=4096, help="requests per teacher call (resume granularity)")
     g.add_argument("--metrics-port", type=int)
@@ -70,6 +71,7 @@ def _generate_config(args: argparse.Namespace) -> Any:
         "promptsDir": args.prompts_dir,
         "samplesPerSeedExample": args.samples_per_seed_example,
         "maxSamples": args.max_samples,
+        "maxNewTokens": args.max_new_tokens,
     }
     merged = {**base, "teacher": teacher, **{k: v for k, v in overrides.items() if v is not None}}
     try:

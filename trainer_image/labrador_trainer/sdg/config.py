@@ -26,6 +26,7 @@ class GenerateConfig(_Model):
     prompts_dir: str | None = None
     samples_per_seed_example: int = Field(default=30, ge=1)
     max_samples: int | None = Field(default=None, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1, description="cap on every request's output tokens")
     shards: int = Field(default=1, ge=1)
     seed: int = 42
     chunk_tokens: int = Field(default=500, ge=32, le=8192)

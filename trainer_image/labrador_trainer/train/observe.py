@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,10 @@ class Observer:
         from tqdm import tqdm
 
         self._bar = tqdm(total=total_steps, initial=done, desc=f"train[{name}]", dynamic_ncols=True)
+        # no step of this phase yet: NaN (left out of status) rather than a 0 loss, 0 tokens/s or an ETA of 0s
+        nan = math.nan
         self._set(total_steps=total_steps, step=done)
+        self._set(loss=nan, learning_rate=nan, tokens_per_second=nan, eta_seconds=nan)
 
     def step(self, *, step: int, total: int, epoch: int, loss: float, lr: float, tps: float, eta: float) -> None:
         if not self.enabled:

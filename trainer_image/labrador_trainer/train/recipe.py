@@ -17,6 +17,7 @@ world size or strategy can resume any state.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from labrador_trainer.hardware import compute_dtype, cpu_capability
 from labrador_trainer.train import parallel
 from labrador_trainer.train.config import Phase, TrainConfig
 from labrador_trainer.train.data import (
@@ -44,6 +46,8 @@ from labrador_trainer.train.data import (
     steps_per_epoch,
 )
 from labrador_trainer.train.observe import Observer, loss_curve_svg
+
+log = logging.getLogger(__name__)
 
 EXIT_PREEMPTED = 143  # 128 + SIGTERM: full state was saved at a step boundary; rerun to resume
 STATE_FILE = "state.pt"
@@ -154,10 +158,13 @@ class Recipe:
         return bool(flag.item())
 
     # -- setup ------------------------------------------------------------------------------------------------------
+    def resolved_dtype(self) -> str:
+        """The precision this run trains in: ``auto`` is bf16 on CUDA and fp32 on CPU (see ``hardware``)."""
+        return compute_dtype(self.cfg.dtype, cuda=self.d.device.type == "cuda")
+
     def _dtype(self) -> torch.dtype | None:
-        if self.cfg.dtype == "bfloat16" or (self.cfg.dtype == "auto" and self.d.device.type == "cuda"):
-            return torch.bfloat16
-        return None
+        """The autocast dtype (None: plain fp32); weights and optimizer state stay fp32 either way."""
+        return torch.bfloat16 if self.resolved_dtype() == "bfloat16" else None
 
     def _load_model(self, path: str | Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -243,6 +250,9 @@ class Recipe:
         return mine + [[]] * (max(map(len, plan)) - len(mine)) if self.sharded else mine
 
     def train(self) -> list[PhaseResult]:
+        if self.d.rank == 0:
+            where = "CUDA" if self.d.device.type == "cuda" else f"CPU {cpu_capability()}"
+            log.info("training dtype %s (asked %s; %s)", self.resolved_dtype(), self.cfg.dtype, where)
         results = []
         source: str | Path = self.cfg.model_path
         resume = latest_state(self.out)
@@ -363,6 +373,7 @@ def run_training(cfg: TrainConfig, *, metrics_port: int | None = None, handle_si
         "export_dir": cfg.export_dir,
         "wall_s": round(time.perf_counter() - t0, 1),
         "world_size": recipe.d.world,
+        "dtype": recipe.resolved_dtype(),
         "final_checkpoint": results[-1].checkpoint,
         "phases": [
             {
