@@ -48,7 +48,8 @@ NODE = "labrador-local"
 TEACHER_DIR, STUDENT_DIR = "models/smollm2-135m-instruct", "models/smollm2-135m-instruct-2l"
 STUDENT_LAYERS = 2
 RUNNER, OPERATOR = "labrador-local", "labrador-operator"  # pid files in <dir>/pids, so `cluster.py down` stops them
-CPU_BF16_ENV = "LABRADOR_CPU_BF16"  # `off`: the workloads act as on a CPU without native bf16 (labrador_trainer.hardware)
+#: `off`: the workloads act as on a CPU without native bf16 (labrador_trainer.hardware); the node passes it to pods
+CPU_BF16_ENV = "LABRADOR_CPU_BF16"
 GIT_ID = ["-c", "user.name=labrador-demo", "-c", "user.email=demo@localhost", "-c", "commit.gpgsign=false"]
 
 
@@ -548,8 +549,10 @@ class Summary:
             f"  synthetic data  {self.generated} generated, {self.kept} kept "
             f"(knowledge set {self.knowledge_samples}, skills set {self.skills_samples}; "
             f"teacher in {self.teacher_dtype or 'n/a'})",
-            *(f"  training        phase {n}: final loss {num(v)} ({self.phase_dtype.get(n) or 'n/a'})"
-              for n, v in self.phase_loss.items()),  # fmt: skip
+            *(
+                f"  training        phase {n}: final loss {num(v)} ({self.phase_dtype.get(n) or 'n/a'})"
+                for n, v in self.phase_loss.items()
+            ),
             f"  evaluation      base {num(self.base_score)} -> tuned {num(self.tuned_score)}"
             f" (forgetting delta {num(self.forgetting_delta)})",
             f"  output model    pvc://{CLAIM}/{self.model}",
