@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,17 @@ def test_demo_runs_the_pipeline_and_down_stops_everything(tmp_path: Path) -> Non
     assert summary.wall_seconds < BUDGET_SECONDS, summary
     printed = out.getvalue()
     assert "SyntheticDataJob demo-data: Running" in printed and "FineTuneJob demo-model: Running" in printed
+    # progress moves while the teacher works (not only between stages), and an ETA is never shown as 0s
+    running = re.findall(r"SyntheticDataJob demo-data: Running (\d+)%", printed)
+    assert any(0 < int(p) < 100 for p in running), running
+    assert not re.search(r"SyntheticDataJob demo-data: Running \d+%.* ETA 0s", printed)
+    # `auto` resolved for this host: the teacher in bf16 only where the CPU has it (or LABRADOR_CPU_BF16=off says
+    # not), training in float32 on a CPU
+    from labrador_trainer.hardware import inference_dtype
+
+    assert summary.teacher_dtype == inference_dtype("auto", cpu=True), summary
+    assert set(summary.phase_dtype.values()) == {"float32"}, summary
+    assert printed.startswith("host: ") and "capability" in printed.splitlines()[0]
     assert "Labrador demo: done" in printed and f"wall time       {summary.wall_seconds:.0f}s" in printed
 
     # down: runner, operator and control plane are gone
