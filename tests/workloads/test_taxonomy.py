@@ -18,7 +18,7 @@ import yaml
 from instructlab.schema.taxonomy import TaxonomyMessageFormat, TaxonomyParser
 
 from labrador_trainer.taxonomy import SyncOptions, ValidateOptions, sync_taxonomy, validate_taxonomy
-from labrador_trainer.taxonomy.gitcmd import Credentials, git_env
+from labrador_trainer.taxonomy.gitcmd import Credentials
 from labrador_trainer.taxonomy.models import Report
 from labrador_trainer.taxonomy.sync import termination_summary
 from labrador_trainer.taxonomy.validate import schema_check
@@ -347,17 +347,13 @@ def test_cli_sync_termination_log(taxonomy_repo: TaxonomyRepo, tmp_path: Path) -
     assert len(summary["leaves"]) == sum(summary["counts"].values()) == 5
 
 
-def test_credentials_never_in_argv(tmp_path: Path) -> None:
+def test_credentials_load_from_files_and_never_print(tmp_path: Path) -> None:
     (tmp_path / "username").write_text("alice\n")
     (tmp_path / "password").write_text("s3cret\n")
     creds = Credentials.load(tmp_path)
-    assert creds is not None and "s3cret" not in repr(creds)
-    with git_env(creds) as env:
-        askpass = env["GIT_ASKPASS"]
-        user = subprocess.run([askpass, "Username for 'https://x'"], env=env, capture_output=True, text=True)
-        pw = subprocess.run([askpass, "Password for 'https://alice@x'"], env=env, capture_output=True, text=True)
-        assert (user.stdout, pw.stdout) == ("alice\n", "s3cret\n")
-        assert "s3cret" not in Path(askpass).read_text()
+    assert creds == Credentials("alice", "s3cret") and "s3cret" not in repr(creds)
+    (tmp_path / "url").write_text("https://git.example.com\n")
+    assert Credentials.load(tmp_path) == Credentials("alice", "s3cret", "https://git.example.com")
 
 
 def test_report_json_shape() -> None:
@@ -374,3 +370,27 @@ def test_sync_from_a_directory_uses_a_content_revision(tmp_path: Path) -> None:
     again = sync_taxonomy(SyncOptions(url=None, ref=None, dest=tmp_path / "dest2", source_dir=src, offline=True))
     assert again.revision == report.revision
     assert (tmp_path / "dest" / "taxonomy" / "compositional_skills").is_dir()
+
+
+def test_refs_resolve_and_never_become_git_options(taxonomy_repo: TaxonomyRepo, tmp_path: Path) -> None:
+    """A branch other than the default, a tag and a commit resolve; a ref or base that looks like an option is
+    looked up as a name (``--end-of-options``) and fails as not found, running nothing."""
+    from labrador_trainer.taxonomy.diff import changed_files
+    from labrador_trainer.taxonomy.gitcmd import GitError
+
+    root = taxonomy_repo.root
+    run_git(root, "tag", "v1")
+    run_git(root, "checkout", "-q", "-b", "feature")
+    (root / F).write_text((root / F).read_text().replace("attend", "attend (verb)"))
+    feature = commit_all(root, "feature work")
+    run_git(root, "checkout", "-q", "main")
+    for ref, want in (("feature", feature), ("v1", taxonomy_repo.commit), (feature[:12], feature)):
+        report = sync_taxonomy(SyncOptions(url=taxonomy_repo.url, ref=ref, dest=tmp_path / ref, offline=True))
+        assert report.revision == want, ref
+    marker = tmp_path / "pwned"
+    for evil in (f"--upload-pack=touch {marker}", f"--output={marker}"):
+        with pytest.raises(GitError, match="not found"):
+            sync_taxonomy(SyncOptions(url=taxonomy_repo.url, ref=evil, dest=tmp_path / "evil", offline=True))
+        with pytest.raises(GitError):
+            changed_files(root, evil)
+    assert not marker.exists()

@@ -25,11 +25,16 @@ def _add_taxonomy(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--ref", default="main", help="branch, tag or commit (with --url)")
     s.add_argument("--path", default="", help="subdirectory of the repository holding the taxonomy")
     s.add_argument("--dest", required=True, type=Path)
-    s.add_argument("--credentials-dir", type=Path, help="folder with files 'username' and 'password'")
+    s.add_argument(
+        "--credentials-dir",
+        type=Path,
+        help="folder with files 'username' and 'password', sent only to the taxonomy repository's https host",
+    )
     s.add_argument(
         "--documents-credentials-dir",
         type=Path,
-        help="credentials for the knowledge document repositories (used when --credentials-dir is not)",
+        help="credentials for the knowledge document repositories: files username, password and url (the "
+        "https://host they belong to; default: the taxonomy's host)",
     )
     s.add_argument("--termination-log", type=Path, help="write a JSON summary (≤ 4 KiB) here")
     for p in (v, s):
@@ -56,7 +61,7 @@ def _print(report: object, fmt: str) -> None:
 
 def _taxonomy(args: argparse.Namespace) -> int:
     from labrador_trainer.taxonomy.budget import load_counter
-    from labrador_trainer.taxonomy.gitcmd import Credentials, GitError
+    from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, GitError
     from labrador_trainer.taxonomy.sync import SyncOptions, sync_taxonomy, termination_summary
     from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
 
@@ -72,12 +77,15 @@ def _taxonomy(args: argparse.Namespace) -> int:
             base=args.base,
             offline=args.offline,
             count=count,
-            credentials=Credentials.load(args.credentials_dir or args.documents_credentials_dir),
+            credentials=Credentials.load(args.credentials_dir) if args.credentials_dir else None,
+            documents_credentials=(
+                Credentials.load(args.documents_credentials_dir) if args.documents_credentials_dir else None
+            ),
             source_dir=args.source_dir,
         )
         try:
             report = sync_taxonomy(opts)
-        except (GitError, FileNotFoundError) as exc:
+        except (GitError, FileNotFoundError, CredentialsError) as exc:
             log.error("sync failed: %s", exc)
             if args.termination_log:
                 args.termination_log.write_text(json.dumps({"error": str(exc)[:3500]}))

@@ -54,6 +54,15 @@ LeafType = Literal["knowledge", "freeform_skill", "grounded_skill"]
 GIT_URL_RULE = (
     "self.matches('^(https?|ssh|git|file)://[^\\\\s]+$') || self.matches('^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\\\\s]+$')"
 )
+#: no credentials in the URL (they would sit in the Job's argv and could surface in git's error text → status →
+#: Events); an ssh login name without a password (ssh://git@host/…, git@host:…) is not a secret
+GIT_URL_NO_USERINFO = "!self.matches('^(https?|git|file)://[^/]*@') && !self.matches('^ssh://[^/@]*:[^/@]*@')"
+GIT_URL_NO_USERINFO_MESSAGE = (
+    "must not carry credentials (user:token@host): put them in a Secret named by secretRef (keys username, password)"
+)
+#: a git ref: no whitespace or the characters git forbids, and no leading '-' (git would read it as an option)
+GIT_REF_PATTERN = r"^[^-\s~^:?*\[\\][^\s~^:?*\[\\]*$"
+NO_LEADING_DASH = cel("!self.startsWith('-')", "must not start with '-' (git would read it as an option)")
 
 
 class GitSource(ApiModel):
@@ -64,15 +73,17 @@ class GitSource(ApiModel):
         min_length=1,
         max_length=2048,
         json_schema_extra=validations(
-            cel(GIT_URL_RULE, "must be an https://, ssh://, git://, file:// or git@host:path repository URL")
+            cel(GIT_URL_RULE, "must be an https://, ssh://, git://, file:// or git@host:path repository URL"),
+            cel(GIT_URL_NO_USERINFO, GIT_URL_NO_USERINFO_MESSAGE),
         ),
     )
     ref: str = Field(
         default="main",
         min_length=1,
         max_length=255,
-        pattern=r"^[^\s~^:?*\[\\]+$",
+        pattern=GIT_REF_PATTERN,
         description="Branch, tag or commit to check out. Its resolved commit is reported as status.revision.",
+        json_schema_extra=validations(NO_LEADING_DASH),
     )
     path: str | None = Field(
         default=None,
@@ -82,8 +93,9 @@ class GitSource(ApiModel):
     )
     secret_ref: LocalObjectReference | None = Field(
         default=None,
-        description="Secret with credentials: keys username and password (https), or ssh-privatekey and "
-        "optional known_hosts (ssh). Read by the sync pod only, never put in arguments or logs.",
+        description="Secret with keys username and password for an https:// repository, sent only to that "
+        "repository's host (never over http://, never to the hosts of document repositories). Mounted into the sync "
+        "pod as files, never put in arguments, status or logs. (ssh keys: not supported yet.)",
     )
 
 
@@ -178,13 +190,15 @@ class TaxonomySpec(ApiModel):
         default=None,
         min_length=1,
         max_length=255,
-        pattern=r"^[^\s~^:?*\[\\]+$",
+        pattern=GIT_REF_PATTERN,
         description="Git ref to diff against: only leaves changed or added since base are used for generation "
         "(like `ilab taxonomy diff`). Empty: every leaf.",
+        json_schema_extra=validations(NO_LEADING_DASH),
     )
     documents_secret_ref: LocalObjectReference | None = Field(
         default=None,
-        description="Secret with credentials (username, password) for the knowledge document repositories.",
+        description="Secret with keys username, password and optional url (https://host[:port], default the "
+        "taxonomy's host) for knowledge document repositories on that host; no other host ever gets them.",
     )
     refresh_interval: str | None = Field(
         default=None,

@@ -58,7 +58,11 @@ class DocumentFetcher:
         except GitError as exc:
             return FetchResult(error=f"cannot fetch document repository {repo!r}: {exc}", error_key="document.repo")
         try:
-            resolved = git(["rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"], cwd=clone, env=self.env)
+            resolved = git(
+                ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"],
+                cwd=clone,
+                env=self.env,
+            )
         except GitError:
             return FetchResult(error=f"commit {commit} not found in {repo!r}", error_key="document.commit")
         resolved = resolved.strip()

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from labrador_trainer.taxonomy.budget import Counter
 from labrador_trainer.taxonomy.documents import DocumentFetcher
-from labrador_trainer.taxonomy.gitcmd import Credentials, git, git_env
+from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, git, git_env, resolve_ref, scope_of
 from labrador_trainer.taxonomy.models import Report
 from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
 
 REPORT_NAME = "taxonomy.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,6 +31,8 @@ class SyncOptions:
     offline: bool = False
     count: Counter | None = None
     credentials: Credentials | None = None
+    #: for the knowledge documents' repositories: sent only to the host of their ``url`` (default: the taxonomy's)
+    documents_credentials: Credentials | None = None
     #: a taxonomy already on disk (a mounted ConfigMap or volume) instead of a git clone
     source_dir: Path | None = None
 
@@ -40,11 +45,33 @@ def content_revision(root: Path) -> str:
     return f"sha256-{h.hexdigest()[:16]}"
 
 
+def credential_scopes(options: SyncOptions) -> list[tuple[str, Credentials]]:
+    """Each credential with the one ``https://host[:port]`` it may be sent to. Raises CredentialsError for plain
+    http or for document credentials with no host to belong to."""
+    home = scope_of(options.url) if options.url else None
+    scoped: list[tuple[str, Credentials]] = []
+    for creds, what in ((options.credentials, "git"), (options.documents_credentials, "documents")):
+        if creds is None:
+            continue
+        scope = scope_of(creds.url) if creds.url else home
+        if scope is None:
+            if creds.url or what == "documents":
+                raise CredentialsError(
+                    f"{what} credentials: no https host to send them to (give the Secret a 'url' key such as "
+                    "https://github.com)"
+                )
+            scheme = urlsplit(options.url or "").scheme or "a local path"
+            log.info("the repository needs no password (%s): git credentials not used", scheme)
+            continue
+        scoped.append((scope, creds))
+    return scoped
+
+
 def sync_taxonomy(options: SyncOptions) -> Report:
     """Snapshot: ``DEST/taxonomy/`` (the tree at ``--path``), ``DEST/documents/<leaf>/``, ``DEST/taxonomy.json``."""
     dest = options.dest
     dest.mkdir(parents=True, exist_ok=True)
-    with git_env(options.credentials) as env, tempfile.TemporaryDirectory(prefix="labrador-sync-") as tmp:
+    with git_env(credential_scopes(options)) as env, tempfile.TemporaryDirectory(prefix="labrador-sync-") as tmp:
         if options.source_dir is not None:
             clone = options.source_dir
             revision = content_revision(clone)
@@ -53,8 +80,8 @@ def sync_taxonomy(options: SyncOptions) -> Report:
                 raise ValueError("taxonomy sync needs --url and --ref, or --source-dir")
             clone = Path(tmp) / "repo"
             git(["clone", "--quiet", "--no-checkout", "--", options.url, str(clone)], env=env)
-            git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", options.ref], cwd=clone, env=env)
-            revision = git(["rev-parse", "HEAD"], cwd=clone, env=env).strip()
+            revision = resolve_ref(clone, options.ref, env)
+            git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", revision], cwd=clone, env=env)
         root = clone / options.path if options.path else clone
         if not root.is_dir():
             raise FileNotFoundError(f"path {options.path!r} does not exist in {options.ref}")
