@@ -178,3 +178,46 @@ def test_judge_api_key_comes_from_a_secret_reference() -> None:
     )
     env = b.build_evaluate_job(OWNER, s, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "judge", "key": "token"}}} in env
+
+
+def test_user_strings_in_argv_survive_the_kubelets_expansion() -> None:
+    """`$(VAR)` in a container's command is expanded by the kubelet (localnode.expand implements its rules): a user's
+    ref, path or URL is escaped so the workload gets it verbatim, never another variable's value."""
+    from labrador_operator.api.taxonomy import TaxonomySpec
+    from labrador_operator.builders import taxonomy as tb
+    from labrador_operator.localnode.expand import expand
+
+    env = {"OPENAI_API_KEY": "sk-secret", "HOME": "/root"}
+    tspec = TaxonomySpec.model_validate(
+        {"source": {"git": {"url": "https://example.com/t$(HOME).git", "ref": "v$(OPENAI_API_KEY)", "path": "a$$b"}}}
+    )
+    argv = tb.build_sync_job(tb.Owner("ns", "tax", "u"), tspec, 1, 0, SETTINGS)["spec"]["template"]["spec"]
+    argv = argv["containers"][0]["command"]
+    seen = [expand(a, env) for a in argv]
+    assert seen[seen.index("--url") + 1] == "https://example.com/t$(HOME).git"
+    assert seen[seen.index("--ref") + 1] == "v$(OPENAI_API_KEY)"
+    assert seen[seen.index("--path") + 1] == "a$$b"
+    assert "sk-secret" not in " ".join(seen)
+    m = model_mount(ModelSource(uri="s3://bucket/$(AWS_SECRET_ACCESS_KEY)"), "base")
+    assert (
+        m.fetch is not None
+        and expand(m.fetch[m.fetch.index("--uri") + 1], {}) == "s3://bucket/$(AWS_SECRET_ACCESS_KEY)"
+    )
+    # our own references still expand
+    job = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)
+    assert "--node-rank=$(JOB_COMPLETION_INDEX)" in job["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_workload_pods_get_no_service_account_token() -> None:
+    """No workload talks to the API server: a compromised training or generation pod holds no API credential."""
+    from labrador_operator.api.sdg import SyntheticDataJobSpec
+    from labrador_operator.builders import sdg as sb
+
+    pods = [b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS), b.build_evaluate_job(OWNER, spec(), SETTINGS)]
+    s = SyntheticDataJobSpec.model_validate({"taxonomyRef": {"name": "t"}, "teacher": {"model": {"uri": "pvc://m/t"}}})
+    pods += [
+        sb.build_generate_job(sb.Owner("ns", "d", "u"), s, SETTINGS),
+        sb.build_mix_job(sb.Owner("ns", "d", "u"), s, SETTINGS),
+    ]
+    for job in pods:
+        assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False, job["metadata"]["name"]

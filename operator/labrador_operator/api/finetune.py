@@ -351,6 +351,17 @@ class FineTuneJobStatus(StatusModel):
 class FineTuneJob(ApiModel):
     """Trains a student model in phases with torchrun and evaluates it against the base model."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter): "
+                "it names each phase's headless Service",
+                reason="FieldValueInvalid",
+            )
+        )
+    }
+
     spec: FineTuneJobSpec
     status: FineTuneJobStatus | None = None
 

@@ -250,6 +250,7 @@ def pod_spec(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # no workload talks to the API server
     }
     tol = tolerations(resources, gpus)
     if tol:

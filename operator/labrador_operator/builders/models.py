@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labrador_operator.api.common import ModelSource
+from labrador_operator.builders.argv import argv_literal
 from labrador_operator.constants import WORKSPACE_MOUNT
 
 MODEL_CACHE = f"{WORKSPACE_MOUNT}/.labrador/models"
@@ -36,8 +37,8 @@ def model_mount(source: ModelSource, volume_name: str) -> ModelMount:
         )
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
     dest = f"{MODEL_CACHE}/{digest}"
-    argv = ["labrador-trainer", "model", "fetch", "--uri", uri, "--dest", dest]
+    argv = ["labrador-trainer", "model", "fetch", "--uri", argv_literal(uri), "--dest", dest]
     if source.endpoint:
-        argv += ["--endpoint", source.endpoint]
+        argv += ["--endpoint", argv_literal(source.endpoint)]
     env_from = [{"secretRef": {"name": source.secret_ref.name}}] if source.secret_ref else []
     return ModelMount(path=dest, fetch=argv, env_from=env_from)

@@ -12,6 +12,7 @@ from typing import Any
 from labrador_operator.api.common import BaseResources, RunPolicy
 from labrador_operator.api.taxonomy import TaxonomySpec
 from labrador_operator.builders import common
+from labrador_operator.builders.argv import argv_literal
 from labrador_operator.constants import WORKSPACE_MOUNT
 from labrador_operator.settings import Settings
 
@@ -78,9 +79,10 @@ def build_sync_job(
     extra_volumes: list[tuple[dict[str, Any], dict[str, Any]]] = []
     src = spec.source
     if src.git:
-        argv += ["--url", src.git.url, "--ref", src.git.ref]
+        lit = argv_literal
+        argv += ["--url", lit(src.git.url), "--ref", lit(src.git.ref)]
         if src.git.path:
-            argv += ["--path", src.git.path]
+            argv += ["--path", lit(src.git.path)]
         if src.git.secret_ref:
             extra_volumes.append(
                 (
@@ -93,7 +95,7 @@ def build_sync_job(
             )
             argv += ["--credentials-dir", CREDENTIALS_MOUNT]
         if spec.base:
-            argv += ["--base", spec.base]
+            argv += ["--base", argv_literal(spec.base)]
     elif src.config_map:
         items = [{"key": i.key, "path": i.path} for i in src.config_map.items]
         extra_volumes.append(
@@ -129,7 +131,7 @@ def build_sync_job(
         )
         argv += ["--documents-credentials-dir", "/etc/labrador/docs-credentials"]
     if teacher_tokenizer:
-        argv += ["--tokenizer", teacher_tokenizer]
+        argv += ["--tokenizer", argv_literal(teacher_tokenizer)]
     pod = common.pod_spec(
         settings=settings,
         command=argv,
