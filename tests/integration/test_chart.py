@@ -122,6 +122,21 @@ def test_install_rbac_and_upgrade_with_a_changed_crd(fresh: Kube, tmp_path: Path
     assert not _sa_can(fresh, "create", "pods")
     assert not _sa_can(fresh, "delete", "finetunejobs.labrador.dev")
     assert not _sa_can(fresh, "create", "clusterroles.rbac.authorization.k8s.io")
+    # no verb the operator never uses: children go with their parent (GC), kinds are patched, never updated
+    unused = [
+        ("delete", "jobs.batch"),
+        ("delete", "configmaps"),
+        ("update", "finetunejobs.labrador.dev"),
+        ("update", "finetunejobs.labrador.dev/status"),
+        ("get", "persistentvolumeclaims"),
+    ]
+    for verb, resource in unused:
+        assert not _sa_can(fresh, verb, resource), (verb, resource)
+    # webhook configurations: only Labrador's own is patched; none is read or listed
+    webhooks = "validatingwebhookconfigurations.admissionregistration.k8s.io"
+    assert _sa_can(fresh, "patch", f"{webhooks}/labrador.dev")
+    assert not _sa_can(fresh, "patch", f"{webhooks}/someone-else")
+    assert not _sa_can(fresh, "list", webhooks)
 
     # upgrade with a CRD that gained a field: the served schema changes, because the CRDs are templates
     chart = tmp_path / "labrador"

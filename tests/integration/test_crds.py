@@ -78,6 +78,25 @@ INVALID: list[tuple[str, str, Mutation, list[str]]] = [
         ["spec.source.git.url", "repository URL"],
     ),
     ("tax-bad-ref", "taxonomy", _set("spec.source.git.ref", "ma in"), ["spec.source.git.ref"]),
+    (
+        "tax-url-with-token",
+        "taxonomy",
+        _set("spec.source.git.url", "https://bot:ghp_s3cret@github.com/org/taxonomy.git"),
+        ["spec.source.git.url", "must not carry credentials", "secretRef"],
+    ),
+    (
+        "tax-ssh-url-with-password",
+        "taxonomy",
+        _set("spec.source.git.url", "ssh://git:pw@example.com/org/taxonomy.git"),
+        ["spec.source.git.url", "must not carry credentials"],
+    ),
+    (
+        "tax-ref-is-an-option",
+        "taxonomy",
+        _set("spec.source.git.ref", "--upload-pack=touch /tmp/x"),
+        ["spec.source.git.ref", "must not start with '-'"],
+    ),
+    ("tax-base-is-an-option", "taxonomy", _set("spec.base", "-x"), ["spec.base", "must not start with '-'"]),
     ("tax-path-escapes", "taxonomy", _set("spec.source.git.path", "../etc"), ["spec.source.git.path", "relative path"]),
     (
         "tax-base-without-git",
@@ -252,6 +271,12 @@ INVALID: list[tuple[str, str, Mutation, list[str]]] = [
         _set("spec.output", {"path": "../../etc"}),
         ["spec.output.path", "relative path"],
     ),
+    (
+        "ft-name-not-a-service-name",
+        "finetunejob",
+        _set("metadata.name", "model.v2"),
+        ["metadata.name must be a DNS-1035 label"],
+    ),
     ("ft-lora-rank", "finetunejob", _set("spec.training.lora", {"rank": 0}), ["spec.training.lora.rank"]),
     (
         "ft-unknown-nested",
@@ -275,6 +300,15 @@ def test_invalid_resources_are_rejected_with_the_field(
     assert p.returncode != 0, f"{case} was accepted:\n{p.stdout}"
     for s in expected:
         assert s in p.stderr, f"{case}: {s!r} not in error:\n{p.stderr}"
+
+
+def test_ssh_logins_are_not_credentials(installed: Kube, namespace: str) -> None:
+    for i, url in enumerate(["ssh://git@github.com/org/taxonomy.git", "git@github.com:org/taxonomy.git"]):
+        obj = copy.deepcopy(load_example("taxonomy"))
+        obj["metadata"]["name"] = f"ssh-{i}"
+        obj["spec"]["source"]["git"]["url"] = url
+        p = installed.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj))
+        assert p.returncode == 0, p.stderr
 
 
 def test_invalid_table_is_large_enough() -> None:

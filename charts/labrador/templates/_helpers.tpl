@@ -44,27 +44,30 @@ app.kubernetes.io/component: operator
 
 {{/* Rules the operator needs in every namespace it watches. Nothing more: no Secret access at all. */}}
 {{- define "labrador.namespacedRules" -}}
+# Only the verbs the operator uses. Its own kinds: listed and watched (kopf, the cache); patch only so kopf can take
+# off a finalizer that an older Labrador (per-object timers) put on; never update or delete.
 - apiGroups: ["labrador.dev"]
   resources: ["taxonomies", "syntheticdatajobs", "finetunejobs"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["labrador.dev"]
   resources: ["taxonomies/status", "syntheticdatajobs/status", "finetunejobs/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+# Children carry ownerReferences with blockOwnerDeletion, which the API server's OwnerReferencesPermissionEnforcement
+# allows only to who may update the owner's finalizers.
 - apiGroups: ["labrador.dev"]
   resources: ["taxonomies/finalizers", "syntheticdatajobs/finalizers", "finetunejobs/finalizers"]
   verbs: ["update"]
+# Children: created (a 409 means it exists), listed and watched (the cache), Jobs patched (suspend); the garbage
+# collector deletes them with their parent, so no delete.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
