@@ -15,18 +15,72 @@ microseconds; the bodies go as they came.
 from __future__ import annotations
 
 import contextvars
+import heapq
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("labrador.workqueue")
 
+#: (key, failures in a row, the exception) after each failed reconcile
+OnFailure = Callable[[Hashable, int, BaseException], object]
+
+
+class DelayHeap:
+    """Calls ``fire(key)`` once each scheduled delay has passed: one heap and one thread for every waiting retry
+    (a timer thread per failing key would be a thousand threads when a quota blocks a thousand jobs)."""
+
+    def __init__(self, fire: Callable[[Hashable], object], name: str = "labrador-retry") -> None:
+        self._fire, self._name = fire, name
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._seq = itertools.count()
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def schedule(self, key: Hashable, delay: float) -> None:
+        with self._cv:
+            if self._stopped:
+                return
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), key))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._heap)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._cv.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._stopped:
+                    return
+                _, _, key = heapq.heappop(self._heap)
+            try:
+                self._fire(key)
+            except Exception:
+                log.exception("retry of %s could not be queued", key)
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._heap.clear()
+            self._cv.notify_all()
+
 
 class WorkQueue:
     """A reconcile that raises is retried after ``retry_base`` s, doubling per failure in a row up to ``retry_max``
-    (an API hiccup never leaves an object stuck until its next event). ``on_idle`` runs whenever the queue drains
-    (the operator hands freed heap back to the system then: memory.py)."""
+    (an API hiccup never leaves an object stuck until its next event); ``on_failure`` hears of every failure (the
+    operator turns repeated ones into a condition on the resource), ``on_recovered`` of the first success after
+    failures. ``on_idle`` runs whenever the queue drains (the operator hands freed heap back to the system then:
+    memory.py)."""
 
     def __init__(
         self,
@@ -36,9 +90,16 @@ class WorkQueue:
         retry_base: float = 1.0,
         retry_max: float = 60.0,
         on_idle: Callable[[], object] | None = None,
+        on_failure: OnFailure | None = None,
+        on_recovered: Callable[[Hashable], object] | None = None,
+        describe: Callable[[BaseException], str | None] | None = None,
     ) -> None:
         self._handler = handler
         self._on_idle = on_idle  # called (in a worker thread) each time the last queued reconcile has finished
+        self._on_failure, self._on_recovered = on_failure, on_recovered
+        #: a one-line account of an expected failure (an API refusal), logged without a traceback; None: a bug
+        self._describe = describe
+        self._retries = DelayHeap(self._retry, name=f"{name}-retry")
         self._retry_base, self._retry_max = retry_base, retry_max
         self._failures: dict[Hashable, int] = {}
         self._lock = threading.Lock()
@@ -77,17 +138,23 @@ class WorkQueue:
             context = self._context.copy() if self._context is not None else contextvars.Context()
         try:
             context.run(self._handler, key)
-        except Exception:
+        except Exception as exc:
             with self._lock:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
-            log.exception("reconciling %s failed (%d in a row); again in %.0f s", key, failures, delay)
-            timer = threading.Timer(delay, self._retry, (key,))
-            timer.daemon = True
-            timer.start()
+            said = self._describe(exc) if self._describe is not None else None
+            if said is None:
+                log.exception("reconciling %s failed (%d in a row); again in %.0f s", key, failures, delay)
+            else:
+                log.warning("reconciling %s failed (%d in a row): %s; again in %.0f s", key, failures, said, delay)
+            self._retries.schedule(key, delay)
+            if self._on_failure is not None:
+                self._call(context, self._on_failure, key, failures, exc)
         else:
             with self._lock:
-                self._failures.pop(key, None)
+                recovered = self._failures.pop(key, None) is not None
+            if recovered and self._on_recovered is not None:
+                self._call(context, self._on_recovered, key)
         finally:
             with self._lock:
                 self._processing.discard(key)
@@ -104,6 +171,16 @@ class WorkQueue:
                 except Exception:
                     log.exception("idle callback failed")
 
+    @staticmethod
+    def _call(context: contextvars.Context, fn: Callable[..., object], *args: object) -> None:
+        try:
+            context.run(fn, *args)
+        except Exception:
+            log.exception("failure hook for %s failed", args[0])
+
+    def waiting_retries(self) -> int:
+        return len(self._retries)
+
     def _retry(self, key: Hashable) -> None:
         if self._pool is not None:  # not after shutdown
             self.add(key)
@@ -118,6 +195,7 @@ class WorkQueue:
             return self._idle.wait_for(lambda: not self._dirty and not self._processing, timeout)
 
     def shutdown(self) -> None:
+        self._retries.stop()
         with self._lock:
             pool, self._pool = self._pool, None
             self._dirty.clear()

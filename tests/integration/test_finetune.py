@@ -277,3 +277,35 @@ def test_a_running_job_is_not_rewritten_in_a_loop(
     writes = sum(1 for e in events if e["type"] == "MODIFIED")
     assert writes <= 3, f"{writes} writes of a running FineTuneJob in 8 s"
     installed.kubectl("delete", "finetunejob", "steady", "-n", namespace)
+
+
+def test_a_reconcile_that_keeps_failing_says_why_on_the_resource(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """A quota that refuses the phase's Job: after a few tries the FineTuneJob carries a ReconcileError condition with
+    the API server's own message (and a Warning Event), not only a log line; lifting the quota clears it."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    installed.apply(quota, namespace)
+    installed.apply(_ft("quota", phases=[{"name": "only", "dataset": "knowledge"}]), namespace)
+
+    def error() -> dict[str, Any] | None:
+        conds = _status(installed, namespace, "quota").get("conditions") or []
+        return next((c for c in conds if c["type"] == "ReconcileError" and c["status"] == "True"), None)
+
+    cond = wait_for(error, timeout=60, what="ReconcileError condition")
+    assert cond["reason"] == "Forbidden" and "no-jobs" in cond["message"] and "403" in cond["message"], cond
+    events = json.loads(installed.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    assert any(
+        e["reason"] == "ReconcileError" and e["type"] == "Warning" and e["involvedObject"]["name"] == "quota"
+        for e in events
+    ), [e["reason"] for e in events]
+
+    installed.kubectl("delete", "resourcequota", "no-jobs", "-n", namespace)
+    wait_for(lambda: _list(installed, "jobs", namespace), timeout=60, what="the Job, once the quota is gone")
+    wait_for(lambda: error() is None, timeout=30, what="ReconcileError cleared")
+    assert not any(c["type"] == "ReconcileError" for c in _status(installed, namespace, "quota").get("conditions", []))

@@ -153,3 +153,39 @@ def test_reconciles_run_in_the_context_given_with_add() -> None:
     assert got == {"from-event": "kopf", "from-sampler": "kopf"}
     assert q.pending() == 0
     q.shutdown()
+
+
+def test_failures_are_reported_and_retries_share_one_thread(queue_log: pytest.LogCaptureFixture) -> None:
+    """200 keys failing at once wait in one delay heap (one thread, not a timer each); the failure hook hears each
+    failure with its count in a row, the recovery hook the first success after them."""
+    failing = set(range(200))
+    heard: list[tuple[Hashable, int, str]] = []
+    recovered: list[Hashable] = []
+
+    def handler(key: Hashable) -> None:
+        if key in failing:
+            raise RuntimeError(f"quota exceeded for {key}")
+
+    q = WorkQueue(
+        handler,
+        workers=4,
+        retry_base=0.2,
+        retry_max=0.4,
+        on_failure=lambda key, n, exc: heard.append((key, n, str(exc))),
+        on_recovered=recovered.append,
+    )
+    threads = threading.active_count()
+    for k in range(200):
+        q.add(k)
+    deadline = time.monotonic() + 10
+    while sum(1 for _, n, _ in heard if n == 2) < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert {k for k, n, _ in heard if n == 2} == set(range(200))
+    assert ("7", 1, "quota exceeded for 7") not in heard and (7, 1, "quota exceeded for 7") in heard
+    assert threading.active_count() <= threads + 4 + 1  # the workers and the one retry thread
+    failing.clear()  # the quota is lifted: each key's next retry succeeds
+    while len(set(recovered)) < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(set(recovered)) == list(range(200)) and len(recovered) == 200
+    assert q.join(5) and q.waiting_retries() == 0
+    q.shutdown()

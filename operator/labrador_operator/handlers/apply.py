@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import json
 import logging
 import threading
 import time
@@ -32,8 +34,68 @@ def _reconcile_key(key: Hashable) -> None:
         RECONCILERS[plural](body)
 
 
+#: failures in a row after which a reconcile error is written onto the resource (the first ones are often a blip)
+RECONCILE_ERROR_AFTER = 3
+RECONCILE_ERROR = "ReconcileError"
+
+
+def api_error(exc: BaseException) -> tuple[str, str]:
+    """(reason, message) a user can act on: the API server's own words for a refused request (quota, admission,
+    an invalid child), else the exception's."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        message = ""
+        with contextlib.suppress(ValueError, AttributeError):
+            message = str(json.loads(exc.body or "{}").get("message") or "")
+        reason = {403: "Forbidden", 404: "NotFound", 409: "Conflict", 422: "Invalid"}.get(exc.status or 0, "APIError")
+        return reason, f"the API server refused a request ({exc.status} {exc.reason}): {message or exc.reason}"
+    return "InternalError", f"{type(exc).__name__}: {exc}"
+
+
+def reconcile_failed(key: Hashable, failures: int, exc: BaseException) -> None:
+    """From the RECONCILE_ERROR_AFTER-th failure in a row: a ReconcileError condition with the API's message and a
+    Warning Event (each once per distinct message) — never only a log line. Cleared by the next success."""
+    if failures < RECONCILE_ERROR_AFTER:
+        return
+    plural, namespace, name = key  # type: ignore[misc]
+    body = CACHE.parent(plural, namespace, name)
+    if body is None:
+        return
+    reason, message = api_error(exc)
+    message = f"{message[:900]} ({failures} attempts; retrying)"
+    prev = current_status(plural, body).get("conditions") or []
+    old = next((c for c in prev if c.get("type") == RECONCILE_ERROR), None)
+    if old and old.get("status") == "True" and old.get("message", "").split(" (")[0] == message.split(" (")[0]:
+        return  # said already; the attempt count alone is not worth a write
+    gen = body["metadata"].get("generation")
+    conds = [c for c in prev if c.get("type") != RECONCILE_ERROR]
+    conds.append(condition(RECONCILE_ERROR, True, reason, message, gen, prev))
+    write_status(plural, namespace, name, {"conditions": conds})
+    kopf.event(body, type="Warning", reason=RECONCILE_ERROR, message=message)
+
+
+def reconcile_recovered(key: Hashable) -> None:
+    """A reconcile succeeded after failures: take the ReconcileError condition off (the reconcile's own status
+    write usually has: its conditions list is written whole)."""
+    plural, namespace, name = key  # type: ignore[misc]
+    body = CACHE.parent(plural, namespace, name)
+    if body is None:
+        return
+    prev = current_status(plural, body).get("conditions") or []
+    if any(c.get("type") == RECONCILE_ERROR for c in prev):
+        write_status(plural, namespace, name, {"conditions": [c for c in prev if c.get("type") != RECONCILE_ERROR]})
+
+
 #: every reconcile goes through here (handlers/events.py, the sampler's refreshes): one per object at a time
-QUEUE = WorkQueue(_reconcile_key, Settings.from_env().reconcile_workers, on_idle=memory.maybe_trim)
+QUEUE = WorkQueue(
+    _reconcile_key,
+    Settings.from_env().reconcile_workers,
+    on_idle=memory.maybe_trim,
+    on_failure=reconcile_failed,
+    on_recovered=reconcile_recovered,
+    describe=lambda exc: api_error(exc)[1] if api_error(exc)[0] != "InternalError" else None,
+)
 
 
 def enqueue(plural: str, namespace: str, name: str, context: contextvars.Context | None = None) -> None:
