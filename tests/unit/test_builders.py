@@ -221,3 +221,16 @@ def test_workload_pods_get_no_service_account_token() -> None:
     ]
     for job in pods:
         assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False, job["metadata"]["name"]
+
+
+def test_sync_job_fails_at_once_only_on_user_errors() -> None:
+    """Exit 1 (invalid taxonomy) and 2 (a source the user must fix) fail the sync Job at once; 3 (source unreachable:
+    `labrador-trainer taxonomy sync` says so for network failures) is retried by the Job's backoff."""
+    from labrador_operator.api.taxonomy import TaxonomySpec
+    from labrador_operator.builders import taxonomy as tb
+
+    tspec = TaxonomySpec.model_validate({"source": {"git": {"url": "https://example.com/t.git"}}})
+    js = tb.build_sync_job(tb.Owner("ns", "tax", "u"), tspec, 1, 0, SETTINGS)["spec"]
+    fail_now = [r for r in js["podFailurePolicy"]["rules"] if r["action"] == "FailJob"]
+    assert [sorted(r["onExitCodes"]["values"]) for r in fail_now] == [[1, 2]]
+    assert js["backoffLimit"] >= 2

@@ -394,3 +394,20 @@ def test_refs_resolve_and_never_become_git_options(taxonomy_repo: TaxonomyRepo, 
         with pytest.raises(GitError):
             changed_files(root, evil)
     assert not marker.exists()
+
+
+def test_an_unreachable_source_is_retried_a_wrong_one_is_not(tmp_path: Path) -> None:
+    """Exit 3 (the sync Job retries with backoff) when the server cannot be reached; 2 (fails at once: the user must
+    fix the spec) for a repository that does not exist; the termination message says which."""
+    from labrador_trainer.cli import main as cli
+
+    def sync(url: str) -> tuple[int, dict[str, object]]:
+        term = tmp_path / "term.json"
+        code = cli(["taxonomy", "sync", "--url", url, "--ref", "main", "--dest", str(tmp_path / "d"),
+                    "--termination-log", str(term)])  # fmt: skip
+        return code, json.loads(term.read_text())
+
+    code, term = sync("https://127.0.0.1:1/taxonomy.git")  # nothing listens on port 1: connection refused
+    assert code == 3 and term["retryable"] is True, term
+    code, term = sync((tmp_path / "no-such-repo").as_uri())
+    assert code == 2 and term["retryable"] is False and "does not appear to be a git repository" in str(term["error"])

@@ -59,6 +59,10 @@ def _print(report: object, fmt: str) -> None:
     print(f"{len(report.leaves)} leaves, {len(report.errors)} errors, {len(report.warnings)} warnings: {state}")
 
 
+#: `taxonomy sync` could not reach its source (network, server): the Job retries it with backoff
+EXIT_TRANSIENT = 3
+
+
 def _taxonomy(args: argparse.Namespace) -> int:
     from labrador_trainer.taxonomy.budget import load_counter
     from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, GitError
@@ -86,10 +90,13 @@ def _taxonomy(args: argparse.Namespace) -> int:
         try:
             report = sync_taxonomy(opts)
         except (GitError, FileNotFoundError, CredentialsError) as exc:
-            log.error("sync failed: %s", exc)
+            transient = isinstance(exc, GitError) and exc.transient
+            log.error("sync failed (%s): %s", "transient, retried" if transient else "the source must be fixed", exc)
             if args.termination_log:
-                args.termination_log.write_text(json.dumps({"error": str(exc)[:3500]}))
-            return 2
+                args.termination_log.write_text(json.dumps({"error": str(exc)[:3500], "retryable": transient}))
+            # 1 is "invalid taxonomy" and 2 a source the user must fix (the Job fails at once on both); 3 is
+            # retried by the Job's backoff
+            return EXIT_TRANSIENT if transient else 2
         if args.termination_log:
             args.termination_log.write_text(termination_summary(report))
     _print(report, args.format)

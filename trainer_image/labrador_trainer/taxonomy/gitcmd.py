@@ -6,6 +6,7 @@ no credential is sent over plain ``http://``."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,8 +21,23 @@ _HELPER = (
 )
 
 
+#: git failures the user must fix (retrying cannot help); anything else — DNS, refused or reset connections, time-outs,
+#: 5xx, a dropped transfer — is taken as transient and the sync is retried
+_USER_FAILURES = re.compile(
+    r"Authentication failed|could not read (Username|Password)|terminal prompts disabled|Repository not found|"
+    r"does not appear to be a git repository|not found in the repository|The requested URL returned error: 40[134]|"
+    r"Permission denied|Invalid username or password|repository .* not found|No such file or directory",
+    re.IGNORECASE,
+)
+
+
 class GitError(RuntimeError):
     """A git command failed; the message holds git's stderr (never credentials: they are not in argv)."""
+
+    @property
+    def transient(self) -> bool:
+        """Worth another try later (network, server), as opposed to a wrong URL, ref or login."""
+        return not _USER_FAILURES.search(str(self))
 
 
 class CredentialsError(ValueError):
