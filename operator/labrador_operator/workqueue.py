@@ -131,8 +131,39 @@ class WorkQueue:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix=self._name)
         return self._pool
 
+    def exclusive(self, key: Hashable, fn: Callable[[], object], timeout: float = 30.0) -> bool:
+        """Run ``fn`` while no reconcile of ``key`` runs, and none starts until it returns (the sampler's progress
+        write: it must never land after a reconcile that finished the job). False when the key stayed busy."""
+        with self._lock:
+            if not self._idle.wait_for(lambda: key not in self._processing, timeout):
+                return False
+            self._processing.add(key)
+        try:
+            fn()
+        finally:
+            self._release(key)
+        return True
+
+    def _release(self, key: Hashable) -> None:
+        """``key`` is no longer being worked on: run it again if it was named meanwhile; wake waiters."""
+        with self._lock:
+            self._processing.discard(key)
+            again = key in self._dirty
+            pool = self._pool
+            idle = not self._dirty and not self._processing
+            self._idle.notify_all()
+        if again and pool is not None:
+            pool.submit(self._run, key)
+        if idle and self._on_idle is not None:
+            try:
+                self._on_idle()
+            except Exception:
+                log.exception("idle callback failed")
+
     def _run(self, key: Hashable) -> None:
         with self._lock:
+            if key in self._processing:  # held by exclusive(); it submits the key again when it returns
+                return
             self._dirty.discard(key)
             self._processing.add(key)
             context = self._context.copy() if self._context is not None else contextvars.Context()
@@ -156,20 +187,7 @@ class WorkQueue:
             if recovered and self._on_recovered is not None:
                 self._call(context, self._on_recovered, key)
         finally:
-            with self._lock:
-                self._processing.discard(key)
-                again = key in self._dirty
-                pool = self._pool
-                idle = not self._dirty and not self._processing
-                if idle:
-                    self._idle.notify_all()
-            if again and pool is not None:
-                pool.submit(self._run, key)
-            if idle and self._on_idle is not None:
-                try:
-                    self._on_idle()
-                except Exception:
-                    log.exception("idle callback failed")
+            self._release(key)
 
     @staticmethod
     def _call(context: contextvars.Context, fn: Callable[..., object], *args: object) -> None:

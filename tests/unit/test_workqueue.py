@@ -189,3 +189,55 @@ def test_failures_are_reported_and_retries_share_one_thread(queue_log: pytest.Lo
     assert sorted(set(recovered)) == list(range(200)) and len(recovered) == 200
     assert q.join(5) and q.waiting_retries() == 0
     q.shutdown()
+
+
+def test_an_exclusive_section_never_overlaps_a_reconcile_of_its_key() -> None:
+    """The sampler's progress write runs in exclusive(): a reconcile of the same key waits for it (and one named
+    meanwhile runs right after), and exclusive() waits for a running reconcile."""
+    running: set[Hashable] = set()
+    overlaps: list[str] = []
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def enter(what: str, key: Hashable) -> None:
+        with lock:
+            if key in running:
+                overlaps.append(what)
+            running.add(key)
+        time.sleep(0.05)
+        with lock:
+            running.discard(key)
+            done.append(what)
+
+    q = WorkQueue(lambda key: enter("reconcile", key), workers=4)
+    for _ in range(5):
+        q.add("job")
+        assert q.exclusive("job", lambda: enter("progress", "job"))
+        q.add("job")
+    assert q.join(5)
+    assert overlaps == [] and done.count("progress") == 5 and done[-1] == "reconcile"
+    gate = threading.Event()
+    q2 = WorkQueue(lambda key: gate.wait(5), workers=1)
+    q2.add("busy")
+    time.sleep(0.05)
+    assert q2.exclusive("busy", lambda: None, timeout=0.1) is False  # a reconcile that does not end: gives up
+    gate.set()
+    assert q2.join(5)
+    q.shutdown()
+    q2.shutdown()
+
+
+def test_a_progress_sample_never_lands_on_a_finished_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labrador_operator.handlers import apply
+
+    written: list[dict[str, object]] = []
+    body = {"metadata": {"namespace": "n", "name": "j"}, "status": {"phase": "Running", "progress": {"percent": 10}}}
+    monkeypatch.setattr(apply.CACHE, "parent", lambda plural, ns, name: body)
+    monkeypatch.setattr(apply.client, "patch_status", lambda plural, ns, name, fields: written.append(fields))
+    apply.write_progress("finetunejobs", "n", "j", lambda now: {"percent": 40, "updated": "t"})
+    assert written == [{"progress": {"percent": 40, "updated": "t"}}]
+    apply.forget("finetunejobs", "n", "j")
+    body["status"] = {"phase": "Succeeded", "progress": {"percent": 100, "etaSeconds": 0}}  # a reconcile finished it
+    apply.write_progress("finetunejobs", "n", "j", lambda now: {"percent": 40, "updated": "t2"})
+    assert len(written) == 1
+    apply.forget("finetunejobs", "n", "j")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from labrador_operator import memory, metrics
 from labrador_operator.cache import CACHE
 from labrador_operator.handlers import client
+from labrador_operator.progress import changed as progress_changed
 from labrador_operator.reconcile.plan import Plan, condition, status_diff
 from labrador_operator.settings import Settings
 from labrador_operator.workqueue import WorkQueue
@@ -134,6 +135,28 @@ def current_status(plural: str, body: dict[str, Any]) -> dict[str, Any]:
     with _written_lock:
         written = _written.get((plural, meta["namespace"], meta["name"]), {})
     return {**(body.get("status") or {}), **written}
+
+
+def write_progress(
+    plural: str, namespace: str, name: str, build: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> None:
+    """The sampler's write of status.progress, made while no reconcile of the object runs (the work queue's
+    exclusive section) and decided on the status as it is then: a job a reconcile has just finished (100 %, no ETA)
+    is never set back to the sample taken while it ran. ``build(status)`` returns the new progress or None."""
+
+    def write() -> None:
+        body = CACHE.parent(plural, namespace, name)
+        if body is None:
+            return
+        status = current_status(plural, body)
+        if status.get("phase") != "Running":
+            return
+        new = build(status)
+        if new is not None and progress_changed(status.get("progress"), new):
+            write_status(plural, namespace, name, {"progress": new})
+
+    if not QUEUE.exclusive((plural, namespace, name), write):
+        log.debug("%s %s/%s: busy reconciling, progress sample dropped", plural, namespace, name)
 
 
 def write_status(plural: str, namespace: str, name: str, fields: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
 from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.handlers.apply import RECONCILERS, current_status, enqueue, reconcile, write_status
+from labrador_operator.handlers.apply import RECONCILERS, current_status, enqueue, reconcile, write_progress
 from labrador_operator.reconcile import finetune as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -79,9 +79,13 @@ def sample_progress(obj: dict[str, Any]) -> None:
     if text is None:
         return
     sample = progress.parse(text, progress.TRAIN)
-    phases = status.get("phases") or []
-    done = sum(1 for p in phases if p.get("state") == "Succeeded")
-    percent = progress.train_percent(done, len(phases), sample.get("step"), sample.get("totalSteps"))
-    new = progress.finish(sample, percent, now_iso(), status.get("progress"))
-    if progress.changed(status.get("progress"), new):
-        write_status(PLURAL, namespace, name, {"progress": new})
+
+    def build(now: dict[str, Any]) -> dict[str, Any] | None:
+        if now.get("currentPhase") != current:  # the next phase began meanwhile: this sample is the old one's
+            return None
+        phases = now.get("phases") or []
+        done = sum(1 for p in phases if p.get("state") == "Succeeded")
+        percent = progress.train_percent(done, len(phases), sample.get("step"), sample.get("totalSteps"))
+        return progress.finish(sample, percent, now_iso(), now.get("progress"))
+
+    write_progress(PLURAL, namespace, name, build)

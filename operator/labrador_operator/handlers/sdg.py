@@ -9,7 +9,7 @@ from labrador_operator import progress
 from labrador_operator.api.sdg import PLURAL, Phase, SyntheticDataJobSpec
 from labrador_operator.builders.sdg import KIND, Owner, generate_job_name
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.handlers.apply import RECONCILERS, current_status, enqueue, reconcile, write_status
+from labrador_operator.handlers.apply import RECONCILERS, enqueue, reconcile, write_progress
 from labrador_operator.reconcile import sdg as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -60,7 +60,6 @@ def sample_progress(obj: dict[str, Any]) -> None:
     """Sum the running shards' metrics into status.progress, only when something moved (called by the sampler)."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    status = current_status(PLURAL, obj)
     kids = CACHE.children((namespace, KIND.lower(), name))
     job = generate_job_name(Owner(namespace, name, ""))
     shards = []
@@ -75,6 +74,8 @@ def sample_progress(obj: dict[str, Any]) -> None:
     gen = kids.jobs.get(job)
     total = int(((obj.get("spec") or {}).get("parallelism")) or 1)
     percent = progress.sdg_percent(shards, total, gen.succeeded if gen is not None else 0)
-    new = progress.finish(sample, percent, now_iso(), status.get("progress"))
-    if progress.changed(status.get("progress"), new):
-        write_status(PLURAL, namespace, name, {"progress": new})
+
+    def build(now: dict[str, Any]) -> dict[str, Any]:
+        return progress.finish(sample, percent, now_iso(), now.get("progress"))
+
+    write_progress(PLURAL, namespace, name, build)
