@@ -309,3 +309,23 @@ def test_a_reconcile_that_keeps_failing_says_why_on_the_resource(
     wait_for(lambda: _list(installed, "jobs", namespace), timeout=60, what="the Job, once the quota is gone")
     wait_for(lambda: error() is None, timeout=30, what="ReconcileError cleared")
     assert not any(c["type"] == "ReconcileError" for c in _status(installed, namespace, "quota").get("conditions", []))
+
+
+def test_an_unschedulable_phase_says_so_in_the_running_condition(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """The real scheduler's verdict on the phase's pods reaches the resource: Running=False, reason Unschedulable,
+    with the scheduler's own message; the job stays Pending (not Running) meanwhile."""
+    obj = _ft("nowhere", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"]["nodeSelector"] = {"labrador.dev/no-such-pool": "h100"}
+    installed.apply(obj, namespace)
+
+    def unschedulable() -> dict[str, Any] | None:
+        s = _status(installed, namespace, "nowhere")
+        running = next((c for c in s.get("conditions", []) if c["type"] == "Running"), None)
+        return s if running and running["reason"] == "Unschedulable" else None
+
+    s = wait_for(unschedulable, timeout=60, what="Running condition reason Unschedulable")
+    running = next(c for c in s["conditions"] if c["type"] == "Running")
+    assert running["status"] == "False" and "node" in running["message"] and "phase only" in running["message"]
+    assert s["phase"] == "Pending"

@@ -185,3 +185,45 @@ def test_finished_progress_reads_complete() -> None:
         "progress": {"percent": 100, "step": 2, "totalSteps": 3, "etaSeconds": 0, "eta": "0s", "loss": 1.5}
     }
     assert _done_progress({}) == {}
+
+
+def test_pod_problems_become_the_running_condition() -> None:
+    """What the scheduler or kubelet says about a stuck pod is the Running condition's reason and message; a Job
+    whose pods are not up reads Running=False (Starting), and between two phases the job stays Running."""
+    from labrador_operator.reconcile.observe import pod_state
+
+    def pod(status: dict[str, Any], name: str = "ft-knowledge-0-abc") -> PodState:
+        meta = {"name": name, "labels": {"batch.kubernetes.io/job-name": "ft-knowledge"},
+                "annotations": {"batch.kubernetes.io/job-completion-index": "0"}}  # fmt: skip
+        return pod_state({"metadata": meta, "status": status})
+
+    gpu_msg = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": gpu_msg}
+    unschedulable = pod({"phase": "Pending", "conditions": [scheduled]})
+    back_off = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "trainer:nope"'}}
+    pull = pod({"phase": "Pending", "containerStatuses": [{"name": "main", "state": back_off}]})
+    crash = {"name": "main", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}  # fmt: skip
+    oom = pod({"phase": "Running", "containerStatuses": [crash]})
+    assert (unschedulable.problem, pull.problem, oom.problem) == ("Unschedulable", "ImagePullBackOff", "OOMKilled")
+
+    cases = [
+        (unschedulable, "Unschedulable", "Insufficient nvidia.com/gpu"),
+        (pull, "ImagePullBackOff", "trainer:nope"),
+        (oom, "OOMKilled", "memory limit"),
+    ]
+    for p, reason, words in cases:
+        kids = Children(jobs={"ft-knowledge": job("ft-knowledge", active=2)}, pods={p.name: p})
+        plan = run(spec(), kids)
+        running = next(c for c in plan.status["conditions"] if c["type"] == "Running")
+        assert (running["status"], running["reason"]) == ("False", reason) and words in running["message"], running
+        assert plan.status["phase"] == "Pending"
+
+    quiet = run(spec(), Children(jobs={"ft-knowledge": job("ft-knowledge", active=2)}))
+    assert conds(quiet)["Running"] == ("False", "Starting") and quiet.status["phase"] == "Pending"
+    between = run(
+        spec(), Children(jobs={"ft-knowledge": job("ft-knowledge", **DONE), "ft-skills": job("ft-skills", active=2)})
+    )
+    assert between.status["phase"] == "Running" and conds(between)["Running"] == ("False", "Starting")
+    up = run(spec(), Children(jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2)}))
+    assert conds(up)["Running"] == ("True", "Training") and up.status["phase"] == "Running"

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     DATA_FAILED = "SyntheticDataJobFailed"
     DATA_READY = "DataReady"
     TRAINING = "Training"
+    STARTING = "Starting"  # the Job exists, its pods are not running yet (no problem reported)
     EVALUATING = "Evaluating"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"

@@ -56,6 +56,7 @@ class Reason(StrEnum):
     TAXONOMY_INVALID = "TaxonomyInvalid"
     TAXONOMY_PINNED = "TaxonomyPinned"
     GENERATING = "Generating"
+    STARTING = "Starting"  # the Job exists, its pods are not running yet (no problem reported)
     MIXING = "Mixing"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"

@@ -232,10 +232,19 @@ def plan(
     cond(ConditionType.SUSPENDED, False, Reason.TRAINING if not all_done else Reason.SUCCEEDED, "")
 
     if not all_done:
-        cond(ConditionType.RUNNING, True, Reason.TRAINING, f"phase {current}")
-        cond(ConditionType.READY, False, Reason.TRAINING, f"training phase {current}")
         running = any(j.running and (j.ready or j.succeeded) for j in children.jobs.values())
-        return finish(Phase.RUNNING if running else Phase.PENDING, usage=usage, **fields)
+        assert current is not None
+        problem = children.problem(b.phase_job_name(owner, current), b.select_job_name(owner, current))
+        if problem is not None:  # the pods' own words: the user (or the platform) has to act
+            cond(ConditionType.RUNNING, False, problem[0], f"phase {current}: {problem[1]}")
+        elif running:
+            cond(ConditionType.RUNNING, True, Reason.TRAINING, f"phase {current}")
+        else:
+            cond(ConditionType.RUNNING, False, Reason.STARTING, f"phase {current}: waiting for its pods to start")
+        cond(ConditionType.READY, False, Reason.TRAINING, f"training phase {current}")
+        # between two phases (the next Job created, its pods not yet up) the job is still Running, not Pending
+        started = running or any(p.get("state") == "Succeeded" for p in phases)
+        return finish(Phase.RUNNING if started else Phase.PENDING, usage=usage, **fields)
 
     # 4. evaluation, then done
     model_out = b.output_dir(owner, spec)

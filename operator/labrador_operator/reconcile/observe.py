@@ -51,6 +51,38 @@ class PodState:
     ip: str | None
     exit_code: int | None = None
     result: dict[str, Any] | None = None
+    #: why the pod is not making progress, as the kubelet or scheduler said it (Unschedulable, ImagePullBackOff,
+    #: CrashLoopBackOff, OOMKilled, ...), with their message; "" when nothing is wrong
+    problem: str = ""
+    problem_message: str = ""
+
+
+#: container waiting reasons that mean the pod will not start by itself: the user (or the platform) must act
+STUCK_WAITING = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError",
+     "CreateContainerError", "RunContainerError"}
+)  # fmt: skip
+
+
+def pod_problem(status: dict[str, Any]) -> tuple[str, str]:
+    """(reason, message) of what keeps a pod from running or finishing, from its status; ("", "") when none."""
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            return "Unschedulable", str(c.get("message") or "no node fits the pod")[:500]
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        state, last = cs.get("state") or {}, cs.get("lastState") or {}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in STUCK_WAITING:
+            msg = waiting.get("message") or ""
+            if waiting["reason"] == "CrashLoopBackOff" and (last.get("terminated") or {}).get("reason") == "OOMKilled":
+                return "OOMKilled", f"container {cs.get('name')} was killed for exceeding its memory limit, restarting"
+            return str(waiting["reason"]), f"container {cs.get('name')}: {msg}".rstrip(": ")[:500]
+        for term in (state.get("terminated") or {}, last.get("terminated") or {}):
+            if term.get("reason") == "OOMKilled":
+                return "OOMKilled", (
+                    f"container {cs.get('name')} was killed for exceeding its memory limit: raise resources.memory"
+                )
+    return "", ""
 
 
 @dataclass
@@ -66,6 +98,13 @@ class Children:
         """The termination message (JSON) of the job's index-0 pod that finished last."""
         done = [p for p in self.pods.values() if p.job == job and p.index == 0 and p.result is not None]
         return done[-1].result if done else None
+
+    def problem(self, *jobs: str) -> tuple[str, str] | None:
+        """The first pod problem among the live pods of ``jobs`` (a pod that failed for good says it in the Job)."""
+        for p in sorted(self.pods.values(), key=lambda p: (p.job, p.index, p.name)):
+            if p.job in jobs and p.problem and p.phase in ("Pending", "Running", "Failed"):
+                return p.problem, p.problem_message
+        return None
 
     def rank0(self, job: str) -> PodState | None:
         running = [p for p in self.pods.values() if p.job == job and p.index == 0 and p.phase == "Running" and p.ip]
@@ -137,6 +176,7 @@ def pod_state(obj: dict[str, Any]) -> PodState:
         if term:
             exit_code = term.get("exitCode")
             result = _parse_result(term.get("message"))
+    problem, problem_message = pod_problem(status)
     return PodState(
         name=meta.get("name", ""),
         job=labels.get("batch.kubernetes.io/job-name") or labels.get("job-name", ""),
@@ -145,6 +185,8 @@ def pod_state(obj: dict[str, Any]) -> PodState:
         ip=status.get("podIP"),
         exit_code=exit_code,
         result=result,
+        problem=problem,
+        problem_message=problem_message,
     )
 
 

@@ -114,9 +114,15 @@ def plan(
     if gen is None or not gen.complete:
         if gen is None:
             ensure(b.build_generate_job(owner, spec, settings), children.jobs)
-        cond(ConditionType.RUNNING, True, Reason.GENERATING, f"{n} shard(s)")
-        cond(ConditionType.READY, False, Reason.GENERATING, "")
         running = gen is not None and (gen.ready > 0 or gen.succeeded > 0)
+        problem = children.problem(gen.name) if gen is not None else None
+        if problem is not None:  # the pods' own words: the user (or the platform) has to act
+            cond(ConditionType.RUNNING, False, problem[0], problem[1])
+        elif running:
+            cond(ConditionType.RUNNING, True, Reason.GENERATING, f"{n} shard(s)")
+        else:
+            cond(ConditionType.RUNNING, False, Reason.STARTING, f"{n} shard(s): waiting for the pods to start")
+        cond(ConditionType.READY, False, Reason.GENERATING, "")
         return finish(Phase.RUNNING if running else Phase.PENDING, **fields)
 
     if mix is None or not mix.complete:
