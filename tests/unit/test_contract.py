@@ -105,3 +105,55 @@ def test_model_fetch_init_step_parses_in_the_trainer_cli() -> None:
         args = build_parser().parse_args(mount.fetch[1:])
         assert args.uri == uri and args.dest == mount.path and args.endpoint == endpoint
         assert parse(uri).scheme == uri.split(":", 1)[0]
+
+
+def test_workload_summaries_parse_whole_in_the_operators_result_models(tmp_path: Path) -> None:
+    """What the trainer really writes reaches status unchanged: nothing of it is dropped as ill-typed."""
+    from labrador_operator.reconcile.results import EvaluateResult, GenerateResult, SyncResult, TrainResult
+    from labrador_trainer.taxonomy.models import Issue, Leaf, Report
+    from labrador_trainer.taxonomy.sync import termination_summary
+
+    report = Report(leaves=[Leaf(path="knowledge/a/qna.yaml", type="knowledge", seed_examples=5)],
+                    errors=[Issue(path="knowledge/a/qna.yaml", line=3, message="bad")])  # fmt: skip
+    report.revision = "abc"
+    sync = json.loads(termination_summary(report))
+    parsed = SyncResult.model_validate(sync)
+    assert parsed.revision == "abc" and len(parsed.leaves) == 1 and parsed.errors[0].line == 3
+    # the train and generate summaries' keys the operator reads (run_training / Runner.run return these)
+    train = {"final_loss": 1.25, "tokens": 1000, "dtype": "float32", "checkpoints": ["/w/c1"], "phases": []}
+    assert TrainResult.model_validate(train).model_dump(exclude_defaults=True) == {
+        "final_loss": 1.25, "tokens": 1000, "dtype": "float32", "checkpoints": ["/w/c1"]
+    }  # fmt: skip
+    assert GenerateResult.model_validate({"output_tokens": 5, "dtype": "bfloat16", "shard": "0/1"}).output_tokens == 5
+    ev = {"report": "/w/r.json", "base_score": 0.5, "tuned_score": 0.75, "forgetting_delta": -0.1}
+    assert EvaluateResult.model_validate(ev).model_dump() == ev
+
+
+def test_a_hostile_termination_message_never_reaches_status() -> None:
+    """Any pod can write any termination message: wrong types and sizes are dropped, one field or one list entry at a
+    time, the rest kept — never an exception (a reconcile that raises retries forever) or a value status refuses."""
+    from labrador_operator.reconcile.results import EvaluateResult, SyncResult, TrainResult, lenient
+    from labrador_operator.reconcile.taxonomy import _from_result
+
+    raw = {
+        "revision": "r1",
+        "leaves": [
+            {"path": "k/a", "type": "knowledge", "seed_examples": 5},
+            "not a leaf",
+            {"path": "k/b", "type": "evil", "seed_examples": 1},
+            {"path": "k/c", "type": "knowledge", "seed_examples": "many"},
+        ],
+        "errors": [{"path": "k/a", "line": -4, "message": "x"}, {"path": "k/a", "line": 2, "message": "y"}],
+        "counts": {"knowledge": "lots", "freeform_skill": 2},
+        "error_count": "three",
+    }
+    status = _from_result(raw, "snap", "ws")
+    assert [leaf["path"] for leaf in status["leaves"]] == ["k/a"]
+    assert status["errors"] == [{"path": "k/a", "line": 2, "message": "y"}] and status["errorCount"] == 1
+    assert status["counts"]["freeformSkill"] == 2 and status["counts"]["knowledge"] == 0
+    assert raw["leaves"][1] == "not a leaf"  # the caller's object is left as it was
+    assert lenient(TrainResult, {"final_loss": float("nan"), "tokens": "x", "dtype": "float32"}).model_dump(
+        exclude_defaults=True
+    ) == {"dtype": "float32"}
+    assert lenient(EvaluateResult, ["not", "a", "dict"]) == EvaluateResult()
+    assert lenient(SyncResult, None) == SyncResult()

@@ -227,3 +227,15 @@ def test_pod_problems_become_the_running_condition() -> None:
     assert between.status["phase"] == "Running" and conds(between)["Running"] == ("False", "Starting")
     up = run(spec(), Children(jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2)}))
     assert conds(up)["Running"] == ("True", "Training") and up.status["phase"] == "Running"
+
+
+def test_the_successful_attempts_result_wins() -> None:
+    """After a retry both attempts' pods are there; the failed one's message must not become the phase's result,
+    whichever the cache lists last."""
+    ok = PodState("ft-knowledge-0-b", "ft-knowledge", 0, "Succeeded", None, 0, {"final_loss": 0.5, "tokens": 9})
+    bad = PodState("ft-knowledge-0-a", "ft-knowledge", 0, "Failed", None, 1, {"error": "OOM", "final_loss": 99.0})
+    for order in ((ok, bad), (bad, ok)):
+        kids = Children(jobs={"ft-knowledge": job("ft-knowledge", **DONE)}, pods={p.name: p for p in order})
+        assert kids.result("ft-knowledge") == ok.result
+        entry = run(spec(), kids).status["phases"][0]
+        assert entry["finalLoss"] == 0.5 and entry["tokens"] == 9

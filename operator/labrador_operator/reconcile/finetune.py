@@ -9,6 +9,7 @@ from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Phase
 from labrador_operator.builders import finetune as b
 from labrador_operator.reconcile.observe import Children, JobState, seconds_between
 from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.reconcile.results import EvaluateResult, TrainResult, lenient
 from labrador_operator.settings import Settings
 
 
@@ -97,16 +98,17 @@ def _phase_entry(
     if job.finished:
         entry["gpuSeconds"] = round(seconds_between(job.start_time, job.completion_time) * gpus, 1)
     if result:
-        if isinstance(result.get("final_loss"), (int, float)):
-            entry["finalLoss"] = float(result["final_loss"])
-        if isinstance(result.get("tokens"), int):
-            entry["tokens"] = result["tokens"]
-        if isinstance(result.get("dtype"), str):
-            entry["dtype"] = result["dtype"][:16]
-        if isinstance(result.get("checkpoints"), list):
-            entry["checkpoints"] = [str(c) for c in result["checkpoints"][:100]]
-        if result.get("best_checkpoint"):
-            entry["bestCheckpoint"] = str(result["best_checkpoint"])
+        r = lenient(TrainResult, result)
+        if r.final_loss is not None:
+            entry["finalLoss"] = r.final_loss
+        if r.tokens is not None:
+            entry["tokens"] = r.tokens
+        if r.dtype:
+            entry["dtype"] = r.dtype
+        if r.checkpoints:
+            entry["checkpoints"] = [c[:1024] for c in r.checkpoints[:100]]
+        if r.best_checkpoint:
+            entry["bestCheckpoint"] = r.best_checkpoint
     return entry
 
 
@@ -264,18 +266,17 @@ def plan(
             cond(ConditionType.READY, False, reason, message)
             cond(ConditionType.FAILED, True, reason, message)
             return finish(Phase.FAILED, usage=usage, completionTime=ev.completion_time, **fields)
-        report = children.result(b.evaluate_job_name(owner)) or {}
-        summary = {
-            k2: report[k1]
+        report = lenient(EvaluateResult, children.result(b.evaluate_job_name(owner)))
+        outputs["evaluation"] = {
+            k2: getattr(report, k1)
             for k1, k2 in (
                 ("report", "report"),
                 ("base_score", "baseScore"),
                 ("tuned_score", "tunedScore"),
                 ("forgetting_delta", "forgettingDelta"),
             )
-            if k1 in report
+            if getattr(report, k1) is not None
         }
-        outputs["evaluation"] = summary
     fields.pop("currentPhase", None)
     cond(ConditionType.RUNNING, False, Reason.SUCCEEDED, "")
     cond(ConditionType.READY, True, Reason.SUCCEEDED, f"model at {model_out}")

@@ -95,9 +95,12 @@ class Children:
     services: set[str] = field(default_factory=set)
 
     def result(self, job: str) -> dict[str, Any] | None:
-        """The termination message (JSON) of the job's index-0 pod that finished last."""
+        """The termination message (JSON) of the job's index-0 pod: the attempt that succeeded (exit 0) when there is
+        one — after retries the failed attempts' messages are still there — else the last that finished."""
         done = [p for p in self.pods.values() if p.job == job and p.index == 0 and p.result is not None]
-        return done[-1].result if done else None
+        ok = [p for p in done if p.exit_code == 0]
+        pick = ok or done
+        return pick[-1].result if pick else None
 
     def problem(self, *jobs: str) -> tuple[str, str] | None:
         """The first pod problem among the live pods of ``jobs`` (a pod that failed for good says it in the Job)."""

@@ -9,6 +9,7 @@ from labrador_operator.builders import sdg as b
 from labrador_operator.reconcile.finetune import _done_progress, _failure, finished
 from labrador_operator.reconcile.observe import Children, seconds_between
 from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.reconcile.results import GenerateResult, MixResult, lenient
 from labrador_operator.settings import Settings
 
 
@@ -87,12 +88,10 @@ def plan(
         if gen.start_time:
             fields["startTime"] = gen.start_time
     gpu_seconds = seconds_between(gen.start_time, gen.completion_time) * n * gpus if gen and gen.finished else 0.0
-    tokens = sum(
-        int((p.result or {}).get("output_tokens", 0) or 0) for p in children.pods.values() if gen and p.job == gen.name
-    )
+    shard_results = [lenient(GenerateResult, p.result) for p in children.pods.values() if gen and p.job == gen.name]
+    tokens = sum(r.output_tokens for r in shard_results)
     fields["usage"] = {"gpuSeconds": round(gpu_seconds, 1), "tokens": tokens}
-    dtypes = sorted({str(p.result["dtype"])[:16] for p in children.pods.values()
-                     if gen and p.job == gen.name and p.result and isinstance(p.result.get("dtype"), str)})  # fmt: skip
+    dtypes = sorted({r.dtype for r in shard_results if r.dtype})
     if dtypes:
         fields["teacherDtype"] = "/".join(dtypes)[:16]
 
@@ -132,12 +131,7 @@ def plan(
         cond(ConditionType.READY, False, Reason.MIXING, "")
         return finish(Phase.MIXING, **fields)
 
-    result = children.result(mix.name) or {}
-    counts = {
-        k: int(v)
-        for k, v in (result.get("counts") or {}).items()
-        if k in ("generated", "kept", "dropped", "knowledge", "skills") and isinstance(v, int)
-    }
+    counts = lenient(MixResult, children.result(mix.name)).counts.model_dump(exclude_none=True)
     outputs: dict[str, Any] = dict(b.outputs(owner))
     if counts:
         outputs["counts"] = counts

@@ -8,6 +8,7 @@ from labrador_operator.api.taxonomy import ConditionType, Phase, Reason, Taxonom
 from labrador_operator.builders import taxonomy as b
 from labrador_operator.reconcile.observe import Children, JobState
 from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.reconcile.results import SyncResult, lenient
 from labrador_operator.settings import Settings
 
 MAX_LEAVES = 1000
@@ -25,26 +26,15 @@ def _window_of(job: JobState) -> tuple[int, int]:
     return gen, win
 
 
-def _from_result(result: dict[str, Any], snapshot: str, claim: str) -> dict[str, Any]:
+def _from_result(raw: dict[str, Any], snapshot: str, claim: str) -> dict[str, Any]:
+    result = lenient(SyncResult, raw)
     leaves = [
-        {
-            "path": str(leaf.get("path", ""))[:1024],
-            "type": leaf.get("type", "knowledge"),
-            "seedExamples": int(leaf.get("seed_examples", 0) or 0),
-        }
-        for leaf in (result.get("leaves") or [])[:MAX_LEAVES]
-        if leaf.get("type") in ("knowledge", "freeform_skill", "grounded_skill")
+        {"path": leaf.path, "type": leaf.type, "seedExamples": leaf.seed_examples}
+        for leaf in result.leaves[:MAX_LEAVES]
     ]
-    errors = [
-        {
-            "path": str(e.get("path", ""))[:1024],
-            "line": max(int(e.get("line", 0) or 0), 0),
-            "message": str(e.get("message", ""))[:4096],
-        }
-        for e in (result.get("errors") or [])[:MAX_ERRORS]
-    ]
-    counts = result.get("counts") or {}
-    total = {k: int(counts.get(k, 0) or 0) for k in ("knowledge", "freeform_skill", "grounded_skill")}
+    errors = [{"path": e.path, "line": e.line, "message": e.message[:4096]} for e in result.errors[:MAX_ERRORS]]
+    counts = result.counts or {}
+    total = {k: max(int(counts.get(k, 0)), 0) for k in ("knowledge", "freeform_skill", "grounded_skill")}
     if not counts:
         for leaf in leaves:
             total[leaf["type"]] += 1
@@ -57,11 +47,11 @@ def _from_result(result: dict[str, Any], snapshot: str, claim: str) -> dict[str,
         },
         "leaves": leaves,
         "errors": errors,
-        "errorCount": int(result.get("error_count", len(errors)) or 0),
+        "errorCount": result.error_count if result.error_count is not None else len(errors),
         "snapshot": {"claimName": claim, "path": snapshot},
     }
-    if result.get("revision"):
-        out["revision"] = str(result["revision"])[:64]
+    if result.revision:
+        out["revision"] = result.revision[:64]
     return out
 
 
@@ -101,15 +91,16 @@ def plan(
         out.status = {"phase": phase.value, "conditions": conds, **fields}
         return out
 
-    result = children.result(latest.name) or {}
-    fields.update(_from_result(result, b.snapshot_dir(owner, latest.name), spec.workspace.claim_name))
+    raw = children.result(latest.name) or {}
+    result = lenient(SyncResult, raw)
+    fields.update(_from_result(raw, b.snapshot_dir(owner, latest.name), spec.workspace.claim_name))
     if latest.completion_time:
         fields["lastSyncTime"] = latest.completion_time
     if latest.complete:
         cond(ConditionType.VALID, True, Reason.SYNCED, "")
         cond(ConditionType.READY, True, Reason.SYNCED, f"revision {fields.get('revision', '?')}")
         phase = Phase.READY
-    elif result.get("valid") is False:
+    elif result.valid is False:
         n = fields["errorCount"]
         first = fields["errors"][0] if fields["errors"] else None
         where = f": {first['path']}:{first['line']}: {first['message']}" if first else ""
@@ -118,8 +109,8 @@ def plan(
         cond(ConditionType.READY, False, Reason.VALIDATION_FAILED, msg)
         phase = Phase.INVALID
     else:
-        msg = result.get("error") or result.get("message") or latest.failure_message or "the sync Job failed"
-        reason = Reason.SOURCE_UNREACHABLE if result.get("error") else Reason.SYNC_FAILED
+        msg = (result.error or result.message or latest.failure_message or "the sync Job failed")[:4096]
+        reason = Reason.SOURCE_UNREACHABLE if result.error else Reason.SYNC_FAILED
         cond(ConditionType.VALID, "Unknown", reason, msg)
         cond(ConditionType.READY, False, reason, msg)
         phase = Phase.FAILED
