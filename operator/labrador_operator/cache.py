@@ -150,14 +150,16 @@ class Cache:
         else:
             store.setdefault(key, {})[name] = record
 
-    def children(self, key: Key) -> Children:
+    def children(self, key: Key, owner_uid: str | None = None) -> Children:
+        """A parent's children; with ``owner_uid``, only what that parent object owns (``Children.owned_by``)."""
         with self._lock:
-            return Children(
+            kids = Children(
                 jobs=dict(self._jobs.get(key, {})),
                 pods=dict(self._pods.get(key, {})),
                 config_maps=set(self._config_maps.get(key, ())),
                 services=set(self._services.get(key, ())),
             )
+        return kids.owned_by(owner_uid) if owner_uid is not None else kids
 
     # --- startup -----------------------------------------------------------------------------------------------
     def load(

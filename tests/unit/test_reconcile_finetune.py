@@ -239,3 +239,24 @@ def test_the_successful_attempts_result_wins() -> None:
         assert kids.result("ft-knowledge") == ok.result
         entry = run(spec(), kids).status["phases"][0]
         assert entry["finalLoss"] == 0.5 and entry["tokens"] == 9
+
+
+def test_children_are_the_parents_own_by_owner_uid() -> None:
+    """A Job or pod that copies Labrador's labels (any namespace user can) is not the parent's child: results and
+    states come only from the Jobs the parent object owns and the pods those Jobs own."""
+    from labrador_operator.reconcile.observe import job_state, pod_state
+
+    def owned(kind: str, uid: str) -> list[dict[str, Any]]:
+        return [{"kind": kind, "name": "x", "uid": uid, "controller": True}]
+
+    meta = {"name": "ft-knowledge", "uid": "job-1", "ownerReferences": owned("FineTuneJob", "uid")}
+    mine = job_state({"metadata": meta, "spec": {"completions": 2}})
+    fake_job = job_state({"metadata": {"name": "ft-skills", "uid": "job-2",
+                                       "ownerReferences": owned("FineTuneJob", "other")}})  # fmt: skip
+    labels = {"batch.kubernetes.io/job-name": "ft-knowledge"}
+    real = pod_state({"metadata": {"name": "p1", "labels": labels, "ownerReferences": owned("Job", "job-1")},
+                      "status": {"phase": "Succeeded"}})  # fmt: skip
+    forged = pod_state({"metadata": {"name": "p0", "labels": labels}, "status": {"phase": "Succeeded"}})
+    kids = Children(jobs={"ft-knowledge": mine, "ft-skills": fake_job}, pods={"p0": forged, "p1": real})
+    own = kids.owned_by("uid")
+    assert set(own.jobs) == {"ft-knowledge"} and set(own.pods) == {"p1"}

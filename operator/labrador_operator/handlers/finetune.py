@@ -23,7 +23,7 @@ def reconcile_finetunejob(body: dict[str, Any]) -> None:
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: FineTuneJobSpec, status: dict[str, Any]) -> Any:
-        kids = CACHE.children((ns, KIND.lower(), name))
+        kids = CACHE.children((ns, KIND.lower(), name), meta["uid"])
         sdg = None
         if spec.data.synthetic_data_job_ref:
             sdg = CACHE.parent("syntheticdatajobs", ns, spec.data.synthetic_data_job_ref.name)
@@ -71,7 +71,7 @@ def sample_progress(obj: dict[str, Any]) -> None:
     current = status.get("currentPhase")
     if not current:
         return
-    kids = CACHE.children((namespace, KIND.lower(), name))
+    kids = CACHE.children((namespace, KIND.lower(), name), meta["uid"])
     pod = kids.rank0(phase_job_name(Owner(namespace, name, ""), current))
     if pod is None or pod.ip is None:
         return

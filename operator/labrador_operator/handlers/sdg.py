@@ -23,7 +23,7 @@ def reconcile_sdg(body: dict[str, Any]) -> None:
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: SyntheticDataJobSpec, status: dict[str, Any]) -> Any:
-        kids = CACHE.children((ns, KIND.lower(), name))
+        kids = CACHE.children((ns, KIND.lower(), name), meta["uid"])
         tax = CACHE.parent("taxonomies", ns, spec.taxonomy_ref.name)
         return decide.plan(
             owner=Owner(ns, name, meta["uid"]),
@@ -60,7 +60,7 @@ def sample_progress(obj: dict[str, Any]) -> None:
     """Sum the running shards' metrics into status.progress, only when something moved (called by the sampler)."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    kids = CACHE.children((namespace, KIND.lower(), name))
+    kids = CACHE.children((namespace, KIND.lower(), name), meta["uid"])
     job = generate_job_name(Owner(namespace, name, ""))
     shards = []
     for pod in kids.pods.values():

@@ -21,7 +21,7 @@ def reconcile_taxonomy(body: dict[str, Any]) -> None:
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: TaxonomySpec, status: dict[str, Any]) -> Any:
-        kids = CACHE.children((ns, KIND.lower(), name))
+        kids = CACHE.children((ns, KIND.lower(), name), meta["uid"])
         return decide.plan(
             owner=Owner(ns, name, meta["uid"]),
             spec=spec,

@@ -32,6 +32,9 @@ class JobState:
     suspend_requested: bool = False
     start_time: str | None = None
     completion_time: str | None = None
+    uid: str = ""
+    #: uid of the controller ownerReference: the parent that made the Job (labels alone can be copied by anyone)
+    owner_uid: str = ""
 
     @property
     def finished(self) -> bool:
@@ -55,6 +58,8 @@ class PodState:
     #: CrashLoopBackOff, OOMKilled, ...), with their message; "" when nothing is wrong
     problem: str = ""
     problem_message: str = ""
+    #: uid of the Job that owns the pod
+    owner_uid: str = ""
 
 
 #: container waiting reasons that mean the pod will not start by itself: the user (or the platform) must act
@@ -102,6 +107,14 @@ class Children:
         pick = ok or done
         return pick[-1].result if pick else None
 
+    def owned_by(self, parent_uid: str) -> Children:
+        """Only the Jobs the parent itself owns (controller ownerReference uid) and the pods those Jobs own: a pod or
+        Job that merely carries Labrador's labels cannot inject a result or a state."""
+        jobs = {n: j for n, j in self.jobs.items() if j.owner_uid == parent_uid}
+        uids = {j.uid for j in jobs.values() if j.uid}
+        pods = {n: p for n, p in self.pods.items() if p.owner_uid in uids}
+        return Children(jobs=jobs, pods=pods, config_maps=set(self.config_maps), services=set(self.services))
+
     def problem(self, *jobs: str) -> tuple[str, str] | None:
         """The first pod problem among the live pods of ``jobs`` (a pod that failed for good says it in the Job)."""
         for p in sorted(self.pods.values(), key=lambda p: (p.job, p.index, p.name)):
@@ -131,6 +144,10 @@ def parent_key(obj: dict[str, Any]) -> tuple[str, str, str] | None:
     return meta.get("namespace", ""), lab[LABEL_KIND], name
 
 
+def _controller_uid(meta: dict[str, Any]) -> str:
+    return next((str(o.get("uid", "")) for o in meta.get("ownerReferences") or [] if o.get("controller")), "")
+
+
 def job_state(obj: dict[str, Any]) -> JobState:
     meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
     conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
@@ -151,6 +168,8 @@ def job_state(obj: dict[str, Any]) -> JobState:
         suspend_requested=bool(spec.get("suspend")),
         start_time=status.get("startTime"),
         completion_time=status.get("completionTime") or (failed or {}).get("lastTransitionTime"),
+        uid=str(meta.get("uid", "")),
+        owner_uid=_controller_uid(meta),
     )
 
 
@@ -190,6 +209,7 @@ def pod_state(obj: dict[str, Any]) -> PodState:
         result=result,
         problem=problem,
         problem_message=problem_message,
+        owner_uid=_controller_uid(meta),
     )
 
 
