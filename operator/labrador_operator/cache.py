@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ def summary(plural: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+log = logging.getLogger("labrador.cache")
+
+
 @dataclass(frozen=True, slots=True)
 class ParentRecord:
     """A parent as the cache holds it: its summary as compact JSON (a decoded FineTuneJob summary is ~11 KiB of Python
@@ -83,6 +87,8 @@ class Cache:
         self._pods: dict[Key, dict[str, PodState]] = {}
         self._config_maps: dict[Key, set[str]] = {}
         self._services: dict[Key, set[str]] = {}
+        #: entries the last resync's LIST did not have (forgotten if the next one lacks them too)
+        self._suspects: set[tuple[str, Any, str]] = set()
 
     # --- parents -----------------------------------------------------------------------------------------------
     def observe_parent(self, plural: str, event_type: str | None, body: dict[str, Any]) -> None:
@@ -173,19 +179,7 @@ class Cache:
         (filtered here by ``namespaces``, which may be globs like kopf's). At startup (before any event) the cache
         becomes exactly that. With ``prune_only`` (a standby taking over while events flow again) it only forgets
         what no longer exists: kopf re-lists on resume and its events carry the current state of everything else."""
-        fresh = Cache()
-        patterns = list(namespaces)
-        count = 0
-        for what in (*PARENTS, *CHILD_KINDS):
-            for obj in lister(what, "" if what in PARENTS else MANAGED):
-                ns = (obj.get("metadata") or {}).get("namespace", "")
-                if not watched(ns, patterns):
-                    continue
-                if what in PARENTS:
-                    fresh.observe_parent(what, None, obj)
-                else:
-                    fresh.observe_child(what, None, obj)
-                count += 1
+        fresh, count = self._listed(lister, namespaces)
         with self._lock:
             if not prune_only:
                 self._parents, self._jobs, self._pods = fresh._parents, fresh._jobs, fresh._pods
@@ -208,6 +202,65 @@ class Cache:
                     if not names:
                         del mine[key]
         return count
+
+    @staticmethod
+    def _listed(lister: Callable[[str, str], Iterable[dict[str, Any]]], namespaces: Iterable[str]) -> tuple[Cache, int]:
+        fresh = Cache()
+        patterns = list(namespaces)
+        count = 0
+        for what in (*PARENTS, *CHILD_KINDS):
+            for obj in lister(what, "" if what in PARENTS else MANAGED):
+                ns = (obj.get("metadata") or {}).get("namespace", "")
+                if not watched(ns, patterns):
+                    continue
+                if what in PARENTS:
+                    fresh.observe_parent(what, None, obj)
+                else:
+                    fresh.observe_child(what, None, obj)
+                count += 1
+        return fresh, count
+
+    def _entries(self) -> set[tuple[str, Any, str]]:
+        """Every entry as (store, key, name): parents as ("parent:<plural>", (ns, name), "")."""
+        out: set[tuple[str, Any, str]] = set()
+        for plural, entries in self._parents.items():
+            out.update((f"parent:{plural}", key, "") for key in entries)
+        for store, items in (("jobs", self._jobs), ("pods", self._pods), ("configmaps", self._config_maps),
+                             ("services", self._services)):  # fmt: skip
+            for key, names in items.items():
+                out.update((store, key, n) for n in names)
+        return out
+
+    def resync(
+        self, lister: Callable[[str, str], Iterable[dict[str, Any]]], namespaces: Iterable[str] = ()
+    ) -> set[Key]:
+        """Forget objects the watches missed the deletion of: kopf re-lists after a watch expires (410 Gone) and
+        yields only what exists, so a deletion in between never reaches the cache. An entry absent from two resync
+        LISTs in a row is dropped (one absence alone may be an object created while the LIST ran). Returns the
+        parents whose children were dropped (their reconcile should run again)."""
+        fresh, _ = self._listed(lister, namespaces)
+        listed = fresh._entries()
+        touched: set[Key] = set()
+        with self._lock:
+            missing = self._entries() - listed
+            gone = missing & self._suspects
+            self._suspects = missing - gone
+            for store, key, name in gone:
+                if store.startswith("parent:"):
+                    self._parents[store.removeprefix("parent:")].pop(key, None)
+                    continue
+                items = {"jobs": self._jobs, "pods": self._pods, "configmaps": self._config_maps,
+                         "services": self._services}[store]  # fmt: skip
+                names = items.get(key)
+                if names is None:
+                    continue
+                (names.pop if isinstance(names, dict) else names.discard)(name)  # type: ignore[attr-defined]
+                if not names:
+                    del items[key]
+                touched.add(key)
+        if gone:
+            log.info("resync: forgot %d object(s) whose deletion the watches missed", len(gone))
+        return touched
 
     def sizes(self) -> dict[str, int]:
         with self._lock:

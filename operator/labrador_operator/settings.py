@@ -18,6 +18,8 @@ class Settings:
     progress_max_per_second: float = 20.0  # scrapes per second over all jobs (a longer round when more are running)
     progress_concurrency: int = 8  # scrapes in flight at once
     refresh_check_seconds: float = 30.0  # how often Taxonomies with a refreshInterval are checked for a new window
+    #: how often the cache is compared with a fresh LIST (deletions a watch relist missed; two misses drop an entry)
+    cache_resync_seconds: float = 300.0
     #: threads reconciling (blocked on API writes, not CPU: enough that a burst of new jobs is not queued behind a few)
     reconcile_workers: int = 64
     #: namespaces the operator watches (empty: the whole cluster); the sampler finds the peering object with them
@@ -44,6 +46,7 @@ class Settings:
             progress_interval_seconds=float(e.get("LABRADOR_PROGRESS_INTERVAL", cls.progress_interval_seconds)),
             progress_max_per_second=float(e.get("LABRADOR_PROGRESS_MAX_PER_SECOND", cls.progress_max_per_second)),
             refresh_check_seconds=float(e.get("LABRADOR_REFRESH_CHECK_SECONDS", cls.refresh_check_seconds)),
+            cache_resync_seconds=float(e.get("LABRADOR_CACHE_RESYNC_SECONDS", cls.cache_resync_seconds)),
             reconcile_workers=int(e.get("LABRADOR_MAX_WORKERS", cls.reconcile_workers)),
             namespaces=tuple(filter(None, e.get("LABRADOR_NAMESPACES", "").split(","))),
             pod_annotations=annotations,

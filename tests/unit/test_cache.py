@@ -135,3 +135,33 @@ def test_namespace_patterns_follow_kopf() -> None:
     assert watched("anything", []) and watched("a", ["a", "b"])
     assert not watched("kube-system", ["!kube-*"]) and watched("default", ["!kube-*"])
     assert not watched("team-secret", ["team-*", "!team-secret"])
+
+
+def test_resync_forgets_what_two_lists_in_a_row_lack() -> None:
+    """A deletion the watches missed (kopf's relist after a 410 yields only what exists) leaves a ghost; a periodic
+    resync drops an entry missing from two LISTs in a row — one absence alone may be an object created while the
+    LIST ran — and names the parents whose children went."""
+    from labrador_operator.cache import CHILD_KINDS, PARENTS
+
+    c = Cache()
+    for name in ("kept", "ghost", "new"):
+        c.observe_parent("finetunejobs", None, parent(name))
+    c.observe_child("Job", None, child("Job", "kept-knowledge", "kept"))
+    c.observe_child("Job", None, child("Job", "ghost-knowledge", "ghost"))
+    world = {"finetunejobs": [parent("kept")], "Job": [child("Job", "kept-knowledge", "kept")]}
+
+    def lister(what: str, selector: str) -> list[dict[str, Any]]:
+        assert what in (*PARENTS, *CHILD_KINDS)
+        return world.get(what, [])
+
+    assert c.resync(lister) == set()  # first absence: suspects only
+    assert c.parent("finetunejobs", "a", "ghost") is not None and c.parent("finetunejobs", "a", "new") is not None
+    world["finetunejobs"].append(parent("new"))  # "new" was being created during the first LIST
+    touched = c.resync(lister)
+    assert touched == {("a", "finetunejob", "ghost")}
+    assert (
+        c.parent("finetunejobs", "a", "ghost") is None
+        and "ghost-knowledge" not in c.children(("a", "finetunejob", "ghost")).jobs
+    )
+    assert c.parent("finetunejobs", "a", "new") is not None and c.parent("finetunejobs", "a", "kept") is not None
+    assert set(c.children(("a", "finetunejob", "kept")).jobs) == {"kept-knowledge"}

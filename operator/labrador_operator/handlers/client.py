@@ -190,6 +190,11 @@ def load_cache(cache: Cache, namespaces: tuple[str, ...], *, prune_only: bool = 
     )
 
 
+def resync_cache(cache: Cache, namespaces: tuple[str, ...]) -> set[Any]:
+    """Compare ``cache`` with one LIST per kind and drop what the watches missed the deletion of (Cache.resync)."""
+    return cache.resync(lambda what, selector: list_objects(what, selector, namespaces), namespaces)
+
+
 def ensure_peering(name: str, namespaces: list[str]) -> list[str]:
     """Create the kopf peering object(s) replicas coordinate through, if missing: one ClusterKopfPeering when the
     operator watches the whole cluster, else a KopfPeering in each named namespace (globs are the user's to create).

@@ -26,7 +26,7 @@ import kopf
 from labrador_operator import memory
 from labrador_operator.cache import CACHE, Cache
 from labrador_operator.handlers import client, finetune, sdg, taxonomy
-from labrador_operator.handlers.apply import current_status
+from labrador_operator.handlers.apply import current_status, enqueue
 from labrador_operator.reconcile.observe import parse_time
 from labrador_operator.settings import Settings
 
@@ -80,6 +80,7 @@ class Sampler:
         self.slots = threading.Semaphore(settings.progress_concurrency)
         self.thread = threading.Thread(target=self.run, name="labrador-sampler", daemon=True)
         self.next_refresh = time.monotonic() + settings.refresh_check_seconds
+        self.next_resync = time.monotonic() + settings.cache_resync_seconds
         self.was_paused = False
 
     def start(self) -> None:
@@ -134,6 +135,9 @@ class Sampler:
                 if t0 >= self.next_refresh:
                     work += list(self.refreshing())
                     self.next_refresh = t0 + self.settings.refresh_check_seconds
+                if t0 >= self.next_resync:
+                    self.resync()
+                    self.next_resync = t0 + self.settings.cache_resync_seconds
             gap = max(interval / len(work), min_gap) if work else 0.0
             for fn, obj in work:
                 self.slots.acquire()
@@ -144,6 +148,16 @@ class Sampler:
                     return
             memory.maybe_trim()
             self.stop.wait(max(interval - (time.monotonic() - t0), 0.05))
+
+    def resync(self) -> None:
+        """Ghosts out of the cache (deletions a watch relist missed); the parents they belonged to reconcile again."""
+        try:
+            touched = client.resync_cache(self.cache, self.settings.namespaces)
+        except Exception as e:
+            log.warning("cache resync failed (next try in %.0f s): %s", self.settings.cache_resync_seconds, e)
+            return
+        for namespace, kind, name in touched:
+            enqueue(f"{kind}s" if not kind.endswith("y") else f"{kind[:-1]}ies", namespace, name)
 
     def reload(self) -> None:
         try:
