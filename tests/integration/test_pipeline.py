@@ -153,6 +153,7 @@ def test_whole_pipeline_waits_pins_and_chains(installed: Kube, operator: Any, na
     installed.apply(taxonomy("tax", SYNC_RESULT), namespace)
     s = wait_phase(installed, "sdg", namespace, "data", "Succeeded", timeout=90)
     assert s["taxonomyRevision"] == "3f2a9c1d"
+    assert s["taxonomySnapshot"] == f"taxonomies/{namespace}/tax/tax-sync-g1"  # later syncs keep it while it runs
     assert s["outputs"]["knowledge"] == f"sdg/{namespace}/data/knowledge_train_msgs.jsonl"
     assert s["outputs"]["counts"] == mix_result["counts"]
     assert s["shards"] == {"total": 3, "active": 0, "succeeded": 3, "failed": 0}

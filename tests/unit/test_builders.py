@@ -234,3 +234,17 @@ def test_sync_job_fails_at_once_only_on_user_errors() -> None:
     fail_now = [r for r in js["podFailurePolicy"]["rules"] if r["action"] == "FailJob"]
     assert [sorted(r["onExitCodes"]["values"]) for r in fail_now] == [[1, 2]]
     assert js["backoffLimit"] >= 2
+
+
+def test_sync_job_keeps_the_snapshots_running_jobs_pinned() -> None:
+    from labrador_operator.api.taxonomy import TaxonomySpec
+    from labrador_operator.builders import taxonomy as tb
+
+    tspec = TaxonomySpec.model_validate({"source": {"git": {"url": "https://example.com/t.git"}}})
+    pinned = ("taxonomies/ns/tax/tax-sync-g1-w7", "taxonomies/ns/other/other-sync-g1")  # the second is not ours
+    argv = tb.build_sync_job(tb.Owner("ns", "tax", "u"), tspec, 2, 0, SETTINGS, keep=pinned)["spec"]["template"]
+    argv = argv["spec"]["containers"][0]["command"]
+    assert f"--keep-last={tb.KEEP_SNAPSHOTS}" in argv
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--keep-snapshot"] == [
+        "/workspace/taxonomies/ns/tax/tax-sync-g1-w7"
+    ]

@@ -411,3 +411,26 @@ def test_an_unreachable_source_is_retried_a_wrong_one_is_not(tmp_path: Path) -> 
     assert code == 3 and term["retryable"] is True, term
     code, term = sync((tmp_path / "no-such-repo").as_uri())
     assert code == 2 and term["retryable"] is False and "does not appear to be a git repository" in str(term["error"])
+
+
+def test_old_snapshots_are_pruned_but_pinned_ones_stay(taxonomy_repo: TaxonomyRepo, tmp_path: Path) -> None:
+    """A refreshing Taxonomy writes a snapshot per window; `sync --keep-last 3` deletes the older ones beside the new
+    one, except snapshots a running SyntheticDataJob pinned (--keep-snapshot) and anything not named like one."""
+    import os
+
+    from labrador_trainer.cli import main as cli
+
+    root = tmp_path / "taxonomies" / "ns" / "tax"
+    old = [root / f"tax-sync-g1-w{i}" for i in range(5)]
+    for i, d in enumerate(old):
+        d.mkdir(parents=True)
+        (d / "taxonomy.json").write_text("{}")
+        os.utime(d, (1_000_000 + i, 1_000_000 + i))
+    (root / "notes").mkdir()
+    new = root / "tax-sync-g2"
+    argv = ["taxonomy", "sync", "--url", taxonomy_repo.url, "--ref", "main", "--dest", str(new), "--offline",
+            "--keep-last", "3", "--keep-snapshot", str(old[0])]  # fmt: skip
+    assert cli(argv) == 0
+    left = sorted(d.name for d in root.iterdir())
+    # the new one, the two newest older ones (w4, w3), the pinned w0, and the unrelated folder
+    assert left == ["notes", "tax-sync-g1-w0", "tax-sync-g1-w3", "tax-sync-g1-w4", "tax-sync-g2"], left

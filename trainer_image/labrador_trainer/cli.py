@@ -37,6 +37,14 @@ def _add_taxonomy(sub: argparse._SubParsersAction) -> None:
         "https://host they belong to; default: the taxonomy's host)",
     )
     s.add_argument("--termination-log", type=Path, help="write a JSON summary (≤ 4 KiB) here")
+    s.add_argument(
+        "--keep-last",
+        type=int,
+        default=0,
+        help="then delete older snapshots beside --dest but this many (the new one included; 0: keep all)",
+    )
+    s.add_argument("--keep-snapshot", type=Path, action="append", default=[],
+                   help="a snapshot that must stay (pinned by a running SyntheticDataJob); repeatable")  # fmt: skip
     for p in (v, s):
         p.add_argument("--base", help="only leaves changed or added since this git ref")
         p.add_argument("--offline", action="store_true", help="do not fetch knowledge documents")
@@ -66,7 +74,7 @@ EXIT_TRANSIENT = 3
 def _taxonomy(args: argparse.Namespace) -> int:
     from labrador_trainer.taxonomy.budget import load_counter
     from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, GitError
-    from labrador_trainer.taxonomy.sync import SyncOptions, sync_taxonomy, termination_summary
+    from labrador_trainer.taxonomy.sync import SyncOptions, prune_snapshots, sync_taxonomy, termination_summary
     from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
 
     count = load_counter(args.tokenizer) if args.tokenizer else None
@@ -99,6 +107,7 @@ def _taxonomy(args: argparse.Namespace) -> int:
             return EXIT_TRANSIENT if transient else 2
         if args.termination_log:
             args.termination_log.write_text(termination_summary(report))
+        prune_snapshots(args.dest, args.keep_last, args.keep_snapshot)
     _print(report, args.format)
     return 0 if report.valid else 1
 

@@ -267,6 +267,11 @@ class SyntheticDataJobStatus(StatusModel):
     )
     observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
     taxonomy_revision: str | None = Field(default=None, max_length=64, description="Pinned Taxonomy revision.")
+    taxonomy_snapshot: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Workspace path of the pinned Taxonomy snapshot; kept by later syncs while this job runs.",
+    )
     teacher_dtype: str | None = Field(
         default=None, max_length=16, description="dtype the in-pod teacher ran in (auto resolved for the node)."
     )

@@ -21,6 +21,8 @@ SOURCE_MOUNT = "/taxonomy-src"
 CREDENTIALS_MOUNT = "/etc/labrador/git-credentials"
 #: exit codes of `taxonomy sync`: 1 = the taxonomy is invalid (status Invalid, not retried)
 EXIT_INVALID = 1
+#: snapshots a sync keeps of its Taxonomy (the new one included), besides those running SyntheticDataJobs pinned
+KEEP_SNAPSHOTS = 3
 SYNC_RESOURCES = BaseResources(cpu="500m", memory="1Gi")
 
 
@@ -63,7 +65,9 @@ def build_sync_job(
     window: int,
     settings: Settings,
     teacher_tokenizer: str | None = None,
+    keep: tuple[str, ...] = (),
 ) -> common.Manifest:
+    """``keep``: workspace paths of snapshots pinned by running SyntheticDataJobs (never pruned)."""
     name = sync_job_name(owner, generation, window)
     dest = f"{WORKSPACE_MOUNT}/{snapshot_dir(owner, name)}"
     argv = [
@@ -132,6 +136,12 @@ def build_sync_job(
         argv += ["--documents-credentials-dir", "/etc/labrador/docs-credentials"]
     if teacher_tokenizer:
         argv += ["--tokenizer", argv_literal(teacher_tokenizer)]
+    mine = f"{WORKSPACE_MOUNT}/taxonomies/{owner.namespace}/{owner.name}/"
+    argv += [f"--keep-last={KEEP_SNAPSHOTS}"]
+    for path in sorted(set(keep)):
+        full = f"{WORKSPACE_MOUNT}/{path}"
+        if full.startswith(mine):  # only this Taxonomy's own snapshots are ever pruned
+            argv += ["--keep-snapshot", argv_literal(full)]
     pod = common.pod_spec(
         settings=settings,
         command=argv,

@@ -16,6 +16,17 @@ from labrador_operator.settings import Settings
 SETTINGS = Settings.from_env()
 
 
+def pinned_snapshots(namespace: str, name: str) -> tuple[str, ...]:
+    """Snapshots of this Taxonomy that unfinished SyntheticDataJobs read (their status.taxonomySnapshot)."""
+    out = []
+    for sdg in CACHE.parents("syntheticdatajobs", namespace):
+        st = sdg.get("status") or {}
+        ref = ((sdg.get("spec") or {}).get("taxonomyRef") or {}).get("name")
+        if ref == name and st.get("taxonomySnapshot") and st.get("phase") not in ("Succeeded", "Failed"):
+            out.append(str(st["taxonomySnapshot"]))
+    return tuple(out)
+
+
 def reconcile_taxonomy(body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
@@ -30,6 +41,7 @@ def reconcile_taxonomy(body: dict[str, Any]) -> None:
             children=kids,
             now_epoch=time.time(),
             settings=SETTINGS,
+            pinned=pinned_snapshots(ns, name),
         )
 
     reconcile(KIND, PLURAL, body, TaxonomySpec, plan)

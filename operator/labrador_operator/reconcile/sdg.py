@@ -65,6 +65,8 @@ def plan(
 
     suspend = spec.run_policy.suspend
     fields: dict[str, Any] = {"taxonomyRevision": pinned or snap.revision}
+    if status.get("taxonomySnapshot") or snap.path:
+        fields["taxonomySnapshot"] = status.get("taxonomySnapshot") or snap.path
     for job in children.jobs.values():
         if job.finished:
             continue

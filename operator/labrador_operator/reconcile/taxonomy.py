@@ -64,14 +64,16 @@ def plan(
     children: Children,
     now_epoch: float,
     settings: Settings,
+    pinned: tuple[str, ...] = (),
 ) -> Plan:
+    """``pinned``: snapshot paths running SyntheticDataJobs use (a new sync prunes older snapshots but these)."""
     status = status or {}
     prev = status.get("conditions")
     out = Plan()
     window = b.sync_window(spec, now_epoch)
     wanted = b.sync_job_name(owner, generation, window)
     if wanted not in children.jobs:
-        out.create.append(b.build_sync_job(owner, spec, generation, window, settings))
+        out.create.append(b.build_sync_job(owner, spec, generation, window, settings, keep=pinned))
 
     syncs = sorted(
         (j for j in children.jobs.values() if j.role == "sync" and _window_of(j)[0] == generation), key=_window_of

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -102,6 +104,37 @@ def sync_taxonomy(options: SyncOptions) -> Report:
     report.revision = revision
     (dest / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+#: a snapshot directory's name: the sync Job that wrote it (`<taxonomy>-sync-g<generation>[-w<window>]`)
+_SNAPSHOT_NAME = re.compile(r".*-sync-g\d+(-w\d+)?$")
+
+
+def prune_snapshots(dest: Path, keep_last: int, keep: Sequence[Path] = ()) -> list[Path]:
+    """Delete older snapshots beside ``dest`` (the one just written): every sibling named like a sync Job's snapshot
+    except the ``keep_last`` newest (``dest`` counts as one) and those in ``keep`` (pinned by a SyntheticDataJob
+    that is still running). Returns what was deleted. ``keep_last`` 0 keeps everything."""
+    if keep_last <= 0 or not dest.parent.is_dir():
+        return []
+    pinned = {p.resolve() for p in keep} | {dest.resolve()}
+    others = sorted(
+        (
+            d
+            for d in dest.parent.iterdir()
+            if d.is_dir() and _SNAPSHOT_NAME.match(d.name) and d.resolve() != dest.resolve()
+        ),
+        key=lambda d: d.stat().st_mtime,
+        reverse=True,
+    )
+    gone = []
+    for d in others[max(keep_last - 1, 0) :]:
+        if d.resolve() in pinned:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        gone.append(d)
+    if gone:
+        log.info("pruned %d old snapshot(s) of this taxonomy: %s", len(gone), ", ".join(d.name for d in gone))
+    return gone
 
 
 def termination_summary(report: Report, limit: int = 4096) -> str:
