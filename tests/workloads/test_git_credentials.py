@@ -214,3 +214,70 @@ def test_the_environment_holds_no_prompt_and_no_secret_in_config(tmp_path: Path)
         assert "password=s3cret" in ok.stdout
         other = subprocess.run(fill, input=ask.format("evil.example.org"), env=env, capture_output=True, text=True)
         assert "s3cret" not in other.stdout and other.returncode != 0
+
+
+# -- ssh: a real sshd on loopback, git over ssh with the Secret's key and known_hosts ------------------------------
+SSHD = Path("/usr/sbin/sshd")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path | int]]:
+    assert SSHD.is_file(), "openssh-server is needed for the ssh credential tests (`make test` installs it)"
+    import socket
+
+    d = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "user_key", "other_host_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        f"PidFile {d / 'sshd.pid'}\nPermitRootLogin prohibit-password\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    try:
+        for _ in range(50):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            threading.Event().wait(0.1)
+        yield {"dir": d, "port": port}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _ssh_creds(d: Path, sshd: dict[str, Path | int], host_key: str | None) -> Path:
+    d.mkdir()
+    key = d / "ssh-privatekey"
+    key.write_text((Path(sshd["dir"]) / "user_key").read_text())  # type: ignore[arg-type]
+    key.chmod(0o600)
+    if host_key is not None:
+        pub = (Path(sshd["dir"]) / f"{host_key}.pub").read_text().split()  # type: ignore[arg-type]
+        (d / "known_hosts").write_text(f"[127.0.0.1]:{sshd['port']} {pub[0]} {pub[1]}\n")
+    return d
+
+
+def test_ssh_key_with_strict_host_key_checking(sshd: dict[str, Path | int], tmp_path: Path) -> None:
+    """The Secret's ssh-privatekey and known_hosts, as documented: a clone over ssh works against the host the
+    known_hosts names; a host whose key differs is refused before any key is offered; no known_hosts, no ssh."""
+    repo = tmp_path / "taxonomy"
+    sha = init_repo(TAXONOMY, repo)
+    url = f"ssh://root@127.0.0.1:{sshd['port']}{repo}"
+
+    def sync(creds: Path, name: str) -> tuple[int, str]:
+        term = tmp_path / f"{name}.json"
+        code = cli(["taxonomy", "sync", "--url", url, "--ref", "main", "--dest", str(tmp_path / name), "--offline",
+                    "--credentials-dir", str(creds), "--termination-log", str(term)])  # fmt: skip
+        return code, term.read_text()
+
+    code, term = sync(_ssh_creds(tmp_path / "good", sshd, "host_key"), "good")
+    assert code == 0 and sha in term, term
+    code, term = sync(_ssh_creds(tmp_path / "mitm", sshd, "other_host_key"), "mitm")
+    assert code == 2 and "Host key verification failed" in term, term
+    code, term = sync(_ssh_creds(tmp_path / "tofu", sshd, None), "tofu")
+    assert code == 2 and "known_hosts" in term, term

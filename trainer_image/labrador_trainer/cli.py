@@ -73,7 +73,7 @@ EXIT_TRANSIENT = 3
 
 def _taxonomy(args: argparse.Namespace) -> int:
     from labrador_trainer.taxonomy.budget import load_counter
-    from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, GitError
+    from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, GitError, SshCredentials
     from labrador_trainer.taxonomy.sync import SyncOptions, prune_snapshots, sync_taxonomy, termination_summary
     from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
 
@@ -81,21 +81,22 @@ def _taxonomy(args: argparse.Namespace) -> int:
     if args.action == "validate":
         report = validate_taxonomy(args.dir, ValidateOptions(base=args.base, offline=args.offline, count=count))
     else:
-        opts = SyncOptions(
-            url=args.url,
-            ref=args.ref,
-            dest=args.dest,
-            path=args.path,
-            base=args.base,
-            offline=args.offline,
-            count=count,
-            credentials=Credentials.load(args.credentials_dir) if args.credentials_dir else None,
-            documents_credentials=(
-                Credentials.load(args.documents_credentials_dir) if args.documents_credentials_dir else None
-            ),
-            source_dir=args.source_dir,
-        )
         try:
+            opts = SyncOptions(
+                url=args.url,
+                ref=args.ref,
+                dest=args.dest,
+                path=args.path,
+                base=args.base,
+                offline=args.offline,
+                count=count,
+                credentials=Credentials.load(args.credentials_dir) if args.credentials_dir else None,
+                ssh=SshCredentials.load(args.credentials_dir),
+                documents_credentials=(
+                    Credentials.load(args.documents_credentials_dir) if args.documents_credentials_dir else None
+                ),
+                source_dir=args.source_dir,
+            )
             report = sync_taxonomy(opts)
         except (GitError, FileNotFoundError, CredentialsError) as exc:
             transient = isinstance(exc, GitError) and exc.transient

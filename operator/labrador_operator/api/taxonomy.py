@@ -94,8 +94,9 @@ class GitSource(ApiModel):
     secret_ref: LocalObjectReference | None = Field(
         default=None,
         description="Secret with keys username and password for an https:// repository, sent only to that "
-        "repository's host (never over http://, never to the hosts of document repositories). Mounted into the sync "
-        "pod as files, never put in arguments, status or logs. (ssh keys: not supported yet.)",
+        "repository's host (never over http://, never to the hosts of document repositories); or ssh-privatekey and "
+        "known_hosts (required: strict host key checking, no trust on first use) for ssh:// and git@host: URLs. "
+        "Mounted into the sync pod as files, never put in arguments, status or logs.",
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ _HELPER = (
 _USER_FAILURES = re.compile(
     r"Authentication failed|could not read (Username|Password)|terminal prompts disabled|Repository not found|"
     r"does not appear to be a git repository|not found in the repository|The requested URL returned error: 40[134]|"
-    r"Permission denied|Invalid username or password|repository .* not found|No such file or directory",
+    r"Permission denied|Invalid username or password|repository .* not found|No such file or directory|"
+    r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED",
     re.IGNORECASE,
 )
 
@@ -69,6 +71,37 @@ class Credentials:
         return None
 
 
+@dataclass(frozen=True)
+class SshCredentials:
+    """A Secret's ``ssh-privatekey`` and ``known_hosts`` as mounted files: git runs ssh with that key only and
+    strict host key checking against those hosts only (a repository on any other host fails before it
+    authenticates)."""
+
+    private_key: Path
+    known_hosts: Path
+
+    @classmethod
+    def load(cls, credentials_dir: Path | None) -> SshCredentials | None:
+        if credentials_dir is None or not (credentials_dir / "ssh-privatekey").is_file():
+            return None
+        known = credentials_dir / "known_hosts"
+        if not known.is_file() or not known.read_text().strip():
+            raise CredentialsError(
+                "ssh credentials need the Secret's known_hosts key (the server's host key, e.g. from ssh-keyscan): "
+                "hosts are never trusted on first use"
+            )
+        return cls(credentials_dir / "ssh-privatekey", known)
+
+    def command(self) -> str:
+        """GIT_SSH_COMMAND (git runs it through a shell: every path is quoted)."""
+        q = shlex.quote
+        return (
+            f"ssh -F /dev/null -i {q(str(self.private_key))} -o IdentitiesOnly=yes -o IdentityAgent=none "
+            f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={q(str(self.known_hosts))} "
+            "-o GlobalKnownHostsFile=/dev/null -o BatchMode=yes -o PasswordAuthentication=no"
+        )
+
+
 def scope_of(url: str) -> str | None:
     """``https://host[:port]`` of a repository URL — what a credential is scoped to; None where no password is ever
     asked (file://, local paths, ssh, scp-like). Plain ``http://`` is refused: a password would cross in clear."""
@@ -85,11 +118,17 @@ def scope_of(url: str) -> str | None:
 
 
 @contextmanager
-def git_env(scoped: Sequence[tuple[str, Credentials]] = ()) -> Iterator[dict[str, str]]:
+def git_env(
+    scoped: Sequence[tuple[str, Credentials]] = (), ssh: SshCredentials | None = None
+) -> Iterator[dict[str, str]]:
     """Environment for git: never a prompt, no inherited credential helper, and for each ``(scope, credentials)``
-    a helper that answers only requests to that scope (``scope_of``)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GIT_ASKPASS", "SSH_ASKPASS") and
+    a helper that answers only requests to that scope (``scope_of``); with ``ssh``, ssh runs with that key and
+    known_hosts only."""
+    drop = ("GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH", "GIT_SSH_COMMAND", "SSH_AUTH_SOCK")
+    env = {k: v for k, v in os.environ.items() if k not in drop and
            not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "LABRADOR_GIT_"))}  # fmt: skip
+    if ssh is not None:
+        env["GIT_SSH_COMMAND"] = ssh.command()
     env["GIT_TERMINAL_PROMPT"] = "0"
     env.setdefault("GIT_AUTHOR_NAME", "labrador")
     env.setdefault("GIT_AUTHOR_EMAIL", "labrador@localhost")

@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 
 from labrador_trainer.taxonomy.budget import Counter
 from labrador_trainer.taxonomy.documents import DocumentFetcher
-from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, git, git_env, resolve_ref, scope_of
+from labrador_trainer.taxonomy.gitcmd import (
+    Credentials,
+    CredentialsError,
+    SshCredentials,
+    git,
+    git_env,
+    resolve_ref,
+    scope_of,
+)
 from labrador_trainer.taxonomy.models import Report
 from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
 
@@ -33,6 +41,8 @@ class SyncOptions:
     offline: bool = False
     count: Counter | None = None
     credentials: Credentials | None = None
+    #: an ssh key and known_hosts for ssh:// and git@host: URLs (the taxonomy's own and its documents')
+    ssh: SshCredentials | None = None
     #: for the knowledge documents' repositories: sent only to the host of their ``url`` (default: the taxonomy's)
     documents_credentials: Credentials | None = None
     #: a taxonomy already on disk (a mounted ConfigMap or volume) instead of a git clone
@@ -73,7 +83,8 @@ def sync_taxonomy(options: SyncOptions) -> Report:
     """Snapshot: ``DEST/taxonomy/`` (the tree at ``--path``), ``DEST/documents/<leaf>/``, ``DEST/taxonomy.json``."""
     dest = options.dest
     dest.mkdir(parents=True, exist_ok=True)
-    with git_env(credential_scopes(options)) as env, tempfile.TemporaryDirectory(prefix="labrador-sync-") as tmp:
+    env_cm = git_env(credential_scopes(options), options.ssh)
+    with env_cm as env, tempfile.TemporaryDirectory(prefix="labrador-sync-") as tmp:
         if options.source_dir is not None:
             clone = options.source_dir
             revision = content_revision(clone)
