@@ -10,6 +10,8 @@ CATEGORY = "labrador"
 LABEL_KIND = f"{API_GROUP}/kind"
 LABEL_NAME = f"{API_GROUP}/name"
 LABEL_PHASE = f"{API_GROUP}/phase"
+#: on a multi-node phase's pods: which attempt of the phase (a restart as a group is the next)
+LABEL_ATTEMPT = f"{API_GROUP}/attempt"
 # Selection labels the defaulting webhook puts on the user's resources.
 LABEL_TAXONOMY = f"{API_GROUP}/taxonomy"
 LABEL_DATA = f"{API_GROUP}/synthetic-data-job"

@@ -329,3 +329,39 @@ def test_an_unschedulable_phase_says_so_in_the_running_condition(
     running = next(c for c in s["conditions"] if c["type"] == "Running")
     assert running["status"] == "False" and "node" in running["message"] and "phase only" in running["message"]
     assert s["phase"] == "Pending"
+
+
+def test_a_crashed_rank_restarts_the_phase_as_a_group(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """Two ranks running; rank 1 crashes (exit 1). The phase Job fails whole (the Job controller stops rank 0: a
+    static torchrun rendezvous takes no replacement), the operator starts attempt r1 of the phase with its own
+    Service, and when that attempt finishes the FineTuneJob succeeds with the restart counted."""
+    obj = _ft("gang", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"]["podMetadata"] = {"annotations": {"labrador.dev/kwok-hold": "true"}}
+    installed.apply(obj, namespace)
+
+    def pods(job: str) -> list[dict[str, Any]]:
+        out = installed.kubectl(
+            "get", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}", "-o", "json"
+        )
+        return [p for p in json.loads(out.stdout)["items"] if p["status"].get("phase") == "Running"]
+
+    first = wait_for(lambda: len(p := pods("gang-only")) == 2 and p, timeout=60, what="both ranks of attempt 0 running")
+    rank1 = next(p for p in first if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "1")
+    installed.kubectl("annotate", "pod", rank1["metadata"]["name"], "-n", namespace,
+                      "labrador.dev/kwok-exit-code=1", "labrador.dev/kwok-hold-")  # fmt: skip
+    second = wait_for(lambda: len(p := pods("gang-only-r1")) == 2 and p, timeout=90, what="attempt r1 running")
+    failed = installed.get("job", "gang-only", namespace)["status"]
+    assert any(c["type"] == "Failed" and c["status"] == "True" for c in failed.get("conditions", [])), failed
+    assert not pods("gang-only"), "rank 0 of the failed attempt must be stopped, not left waiting for rank 1"
+    assert installed.get("service", "gang-only-r1", namespace)["spec"]["selector"] == {
+        "batch.kubernetes.io/job-name": "gang-only-r1"
+    }
+    s = _status(installed, namespace, "gang")
+    assert s["phase"] == "Running" and s["restarts"] >= 1, s
+    for p in second:
+        installed.kubectl("annotate", "pod", p["metadata"]["name"], "-n", namespace, "labrador.dev/kwok-hold-")
+    s = wait_for(lambda: (s := _status(installed, namespace, "gang")).get("phase") == "Succeeded" and s, timeout=90,
+                 what="Succeeded after the group restart")  # fmt: skip
+    assert s["phases"][0]["state"] == "Succeeded" and s["restarts"] >= 1

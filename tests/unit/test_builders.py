@@ -98,7 +98,8 @@ def test_headless_service_selects_the_job_pods() -> None:
     ],
 )
 def test_run_policy_reaches_the_job(run_policy: dict[str, Any], expected: dict[str, Any]) -> None:
-    job = b.build_phase_job(OWNER, spec(runPolicy=run_policy), "knowledge", SETTINGS)
+    one_node = {"nodes": 1, "gpusPerNode": 8}  # a multi-node phase's retries are the operator's (restart as a group)
+    job = b.build_phase_job(OWNER, spec(runPolicy=run_policy, resources=one_node), "knowledge", SETTINGS)
     for k, v in expected.items():
         assert job["spec"][k] == v
     if "queueName" in run_policy:

@@ -109,6 +109,8 @@ def test_all_phases_done_succeeds_with_outputs_and_usage() -> None:
 
 
 def test_failure_reasons_are_actionable() -> None:
+    """A one-node phase: the Job's own retries (backoffLimit) are the restarts (multi-node: see the group test)."""
+    one = spec(resources={"nodes": 1, "gpusPerNode": 1})
     for job_reason, reason in (
         ("PodFailurePolicy", "UserError"),
         ("DeadlineExceeded", "DeadlineExceeded"),
@@ -119,7 +121,7 @@ def test_failure_reasons_are_actionable() -> None:
             config_maps={"ft-config"},
             services={"ft-knowledge"},
         )
-        p = run(spec(), kids)
+        p = run(one, kids)
         assert p.status["phase"] == "Failed" and conds(p)["Failed"] == ("True", reason)
         assert p.create == []
 
@@ -260,3 +262,44 @@ def test_children_are_the_parents_own_by_owner_uid() -> None:
     kids = Children(jobs={"ft-knowledge": mine, "ft-skills": fake_job}, pods={"p0": forged, "p1": real})
     own = kids.owned_by("uid")
     assert set(own.jobs) == {"ft-knowledge"} and set(own.pods) == {"p1"}
+
+
+def test_a_multi_node_phase_restarts_as_a_group() -> None:
+    """torchrun's static rendezvous cannot take a replacement rank: the phase Job fails whole on the first pod
+    failure, and the operator starts the next attempt (resuming from the last saved state) — not counted when the
+    pods were preempted, counted against runPolicy.backoffLimit when they crashed; a user error is final."""
+
+    def failed(name: str, reason: str, message: str = "") -> JobState:
+        return job(name, failed_terminal=True, failed=1, failure_reason=reason, failure_message=message)
+
+    crash = failed("ft-knowledge", "BackoffLimitExceeded")
+    plan = run(spec(), Children(jobs={"ft-knowledge": crash}))
+    made = [(m["kind"], m["metadata"]["name"]) for m in plan.create if m["kind"] != "ConfigMap"]
+    assert made == [("Service", "ft-knowledge-r1"), ("Job", "ft-knowledge-r1")]  # the Service names the pods
+    js = next(m["spec"] for m in plan.create if m["kind"] == "Job")
+    assert js["backoffLimit"] == 0 and js["template"]["spec"]["subdomain"] == "ft-knowledge-r1"
+    assert js["template"]["metadata"]["labels"]["labrador.dev/attempt"] == "1"
+    assert "--master-addr=ft-knowledge-r1-0.ft-knowledge-r1" in js["template"]["spec"]["containers"][0]["command"]
+    assert plan.status["phase"] == "Running" and plan.status["phases"][0]["state"] == "Running"
+
+    rule = "Container main for pod ns/{} failed with exit code {} matching FailJob rule at index {}"
+    preempted = failed("ft-knowledge-r1", "PodFailurePolicy", rule.format("ft-knowledge-r1-1-x", 143, 1))
+    s = spec(runPolicy={"backoffLimit": 1})
+    kids = Children(jobs={"ft-knowledge": crash, "ft-knowledge-r1": preempted})
+    again = run(s, kids).create
+    assert [m["metadata"]["name"] for m in again if m["kind"] != "ConfigMap"] == ["ft-knowledge-r2", "ft-knowledge-r2"]
+    # a second crash with backoffLimit 1: spent
+    kids.jobs["ft-knowledge-r2"] = failed("ft-knowledge-r2", "BackoffLimitExceeded")
+    spent = run(s, kids)
+    assert [m for m in spent.create if m["kind"] != "ConfigMap"] == [] and spent.status["phase"] == "Failed"
+    assert conds(spent)["Failed"] == ("True", "BackoffLimitExceeded")
+    user = failed("ft-knowledge", "PodFailurePolicy", rule.format("ft-knowledge-0-x", 2, 0))
+    final = run(spec(), Children(jobs={"ft-knowledge": user}))
+    assert [m for m in final.create if m["kind"] != "ConfigMap"] == [] and conds(final)["Failed"] == (
+        "True",
+        "UserError",
+    )
+    # a second attempt that completes finishes the phase; the next phase starts from it
+    done = run(spec(), Children(jobs={"ft-knowledge": crash, "ft-knowledge-r1": job("ft-knowledge-r1", **DONE)}))
+    assert {m["metadata"]["name"] for m in done.create if m["kind"] == "Job"} == {"ft-skills"}
+    assert done.status["restarts"] == 1

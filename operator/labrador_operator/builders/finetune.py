@@ -9,13 +9,14 @@ model to the output directory.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from labrador_operator.api.finetune import FineTuneJobSpec, TrainingPhase
 from labrador_operator.builders import common
 from labrador_operator.builders.models import ModelMount, model_mount
-from labrador_operator.constants import WORKSPACE_MOUNT
+from labrador_operator.constants import LABEL_ATTEMPT, WORKSPACE_MOUNT
 from labrador_operator.settings import Settings
 
 KIND = "FineTuneJob"
@@ -43,8 +44,21 @@ def config_map_name(owner: Owner) -> str:
     return common.child_name(owner.name, "config")
 
 
-def phase_job_name(owner: Owner, phase: str) -> str:
-    return common.child_name(owner.name, phase)
+def phase_job_name(owner: Owner, phase: str, attempt: int = 0) -> str:
+    """``<name>-<phase>``, and ``-r<n>`` for the n-th restart of a multi-node phase as a group."""
+    return common.child_name(owner.name, phase, f"r{attempt}" if attempt else "")
+
+
+def phase_attempts(owner: Owner, phase: str, existing: Collection[str]) -> list[str]:
+    """The phase's Jobs that exist, attempt 0 first (a restart as a group makes the next one)."""
+    names = []
+    while (name := phase_job_name(owner, phase, len(names))) in existing:
+        names.append(name)
+    return names
+
+
+#: pod-failure-policy rule indexes of a multi-node phase Job (the operator reads them back from the Job's failure)
+GANG_RULE_USER_ERROR, GANG_RULE_PREEMPTED, GANG_RULE_DISRUPTED = 0, 1, 2
 
 
 def select_job_name(owner: Owner, phase: str) -> str:
@@ -175,9 +189,9 @@ def build_config_map(owner: Owner, spec: FineTuneJobSpec, data: Data, settings: 
     return common.config_map(meta, files)
 
 
-def torchrun_argv(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> list[str]:
+def torchrun_argv(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0) -> list[str]:
     nodes, gpus = spec.resources.nodes, spec.resources.gpus_per_node
-    job = phase_job_name(owner, phase)
+    job = phase_job_name(owner, phase, attempt)
     master = f"{job}-0.{job}" if nodes > 1 else "127.0.0.1"
     return [
         "torchrun",
@@ -228,28 +242,37 @@ def _judge_mounts(spec: FineTuneJobSpec, wanted: bool) -> list[ModelMount]:
     return [model_mount(judge.model, "judge-model")] if wanted and judge and judge.model else []
 
 
-def build_phase_service(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest | None:
+def build_phase_service(
+    owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0
+) -> common.Manifest | None:
     """The headless Service giving ``<job>-0.<job>`` to the master of a multi-node phase (None for one node)."""
     if spec.resources.nodes <= 1:
         return None
-    job = phase_job_name(owner, phase)
+    job = phase_job_name(owner, phase, attempt)
     meta = common.metadata(job, owner.namespace, owner.ref(), phase)
     return common.headless_service(meta, job, settings.rendezvous_port)
 
 
-def build_phase_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest:
-    name = phase_job_name(owner, phase)
+def build_phase_job(
+    owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0
+) -> common.Manifest:
+    """One Indexed Job per phase (per attempt when multi-node). A multi-node phase runs as a gang: torchrun's
+    static rendezvous cannot take a replacement rank, so the Job fails as a whole on the first pod failure
+    (backoffLimit 0; the Job controller stops the other ranks) and the operator starts the next attempt, which
+    resumes from the last saved state. Its failure policy tells the operator why (the rule index in the Job's
+    failure message): a user error, a preemption (saved state, exit 143) or a disruption — a crash is the rest."""
+    name = phase_job_name(owner, phase, attempt)
     nodes = spec.resources.nodes
     pod = _pod(
         owner,
         spec,
         settings,
-        torchrun_argv(owner, spec, phase, settings),
+        torchrun_argv(owner, spec, phase, settings, attempt),
         spec.resources.gpus_per_node,
         subdomain=name if nodes > 1 else None,
     )
     meta = common.metadata(name, owner.namespace, owner.ref(), phase)
-    return common.job(
+    job = common.job(
         meta=meta,
         pod=pod,
         settings=settings,
@@ -258,6 +281,18 @@ def build_phase_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: S
         indexed=True,
         pod_metadata=spec.resources.pod_metadata,
     )
+    job["spec"]["template"]["metadata"]["labels"][LABEL_ATTEMPT] = str(attempt)
+    if nodes > 1:
+        main = {"containerName": "main", "operator": "In"}
+        job["spec"]["backoffLimit"] = 0
+        job["spec"]["podFailurePolicy"] = {
+            "rules": [  # in the order of GANG_RULE_*
+                {"action": "FailJob", "onExitCodes": {**main, "values": list(settings.user_error_exit_codes)}},
+                {"action": "FailJob", "onExitCodes": {**main, "values": [settings.preempted_exit_code]}},
+                {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        }
+    return job
 
 
 def build_select_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest:

@@ -7,7 +7,7 @@ from typing import Any
 
 from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
-from labrador_operator.builders.finetune import KIND, Owner, phase_job_name
+from labrador_operator.builders.finetune import KIND, Owner, phase_attempts
 from labrador_operator.cache import CACHE, Key
 from labrador_operator.handlers.apply import RECONCILERS, current_status, enqueue, reconcile, write_progress
 from labrador_operator.reconcile import finetune as decide
@@ -72,7 +72,8 @@ def sample_progress(obj: dict[str, Any]) -> None:
     if not current:
         return
     kids = CACHE.children((namespace, KIND.lower(), name), meta["uid"])
-    pod = kids.rank0(phase_job_name(Owner(namespace, name, ""), current))
+    attempts = phase_attempts(Owner(namespace, name, ""), current, kids.jobs)
+    pod = kids.rank0(attempts[-1]) if attempts else None
     if pod is None or pod.ip is None:
         return
     text = progress.fetch(pod.ip, SETTINGS.metrics_port)

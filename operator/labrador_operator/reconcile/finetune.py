@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,35 @@ def _failure(job: JobState) -> tuple[str, str]:
     if job.failure_reason == "BackoffLimitExceeded":
         return Reason.BACKOFF_LIMIT_EXCEEDED, f"Job {job.name} failed {job.failed} times (runPolicy.backoffLimit)"
     return job.failure_reason or "JobFailed", job.failure_message or f"Job {job.name} failed"
+
+
+def _gang_verdict(job: JobState) -> str:
+    """Why a multi-node phase attempt failed, from its Job's failure (see builders.finetune.build_phase_job):
+    user (exit 2: fix the spec), preempted (saved its state, or disrupted: not counted), deadline, or crash."""
+    if job.failure_reason == "DeadlineExceeded":
+        return "deadline"
+    if job.failure_reason == "PodFailurePolicy":
+        rule = re.search(r"rule at index (\d+)", job.failure_message)
+        index = int(rule.group(1)) if rule else b.GANG_RULE_USER_ERROR
+        return "user" if index == b.GANG_RULE_USER_ERROR else "preempted"
+    return "crash"
+
+
+def _gang_restart(spec: FineTuneJobSpec, attempts: list[JobState]) -> bool | tuple[str, str] | None:
+    """The failed last attempt of a multi-node phase: True to start the next attempt (a preemption, or a crash
+    within runPolicy.backoffLimit), a (reason, message) failure when the crashes are spent, None for a failure
+    that no restart can mend (user error, deadline)."""
+    verdict = _gang_verdict(attempts[-1])
+    if verdict in ("user", "deadline"):
+        return None
+    crashes = sum(1 for j in attempts if j.failed_terminal and _gang_verdict(j) == "crash")
+    limit = spec.run_policy.backoff_limit
+    if verdict == "preempted" or crashes <= limit:
+        return True
+    return Reason.BACKOFF_LIMIT_EXCEEDED, (
+        f"phase failed {crashes} times as a group of {spec.resources.nodes} pods (runPolicy.backoffLimit {limit}); "
+        f"last: {attempts[-1].failure_message or attempts[-1].failure_reason}"
+    )[:1000]
 
 
 def _phase_entry(
@@ -175,14 +205,17 @@ def plan(
     tokens = 0
     gpu_seconds = 0.0
     all_done = True
+    current_job: str | None = None
     for phase in spec.phases:
-        job = children.jobs.get(b.phase_job_name(owner, phase.name))
+        attempts = b.phase_attempts(owner, phase.name, children.jobs)
+        job_name = attempts[-1] if attempts else b.phase_job_name(owner, phase.name)
+        job = children.jobs.get(job_name)
         select = children.jobs.get(b.select_job_name(owner, phase.name))
-        result = children.result(b.phase_job_name(owner, phase.name))
+        result = children.result(job_name)
         sel_result = children.result(b.select_job_name(owner, phase.name)) if select else None
         entry = _phase_entry(phase.name, job, select, {**(result or {}), **(sel_result or {})}, gpus)
         phases.append(entry)
-        restarts += job.failed if job else 0
+        restarts += sum(children.jobs[a].failed for a in attempts)
         tokens += int(entry.get("tokens", 0))
         gpu_seconds += float(entry.get("gpuSeconds", 0.0))
         if failure or not all_done:
@@ -190,14 +223,24 @@ def plan(
         if job is None:
             ensure(b.build_phase_service(owner, spec, phase.name, settings), children.services)
             ensure(b.build_phase_job(owner, spec, phase.name, settings), children.jobs)
-            current, all_done = phase.name, False
+            current, current_job, all_done = phase.name, job_name, False
             continue
         if job.failed_terminal:
-            failure = _failure(job)
-            current = phase.name
+            retry = _gang_restart(spec, [children.jobs[a] for a in attempts]) if spec.resources.nodes > 1 else None
+            if retry is None or isinstance(retry, tuple):
+                failure = retry or _failure(job)
+                current = phase.name
+                continue
+            n = len(attempts)  # the next attempt, as a whole group: it resumes from the phase's last saved state
+            ensure(b.build_phase_service(owner, spec, phase.name, settings, n), children.services)
+            ensure(b.build_phase_job(owner, spec, phase.name, settings, n), children.jobs)
+            phases[-1] = {k: v for k, v in entry.items() if k in ("name", "startTime", "gpuSeconds")} | {
+                "state": "Running"
+            }
+            current, current_job, all_done = phase.name, b.phase_job_name(owner, phase.name, n), False
             continue
         if not job.complete:
-            current, all_done = phase.name, False
+            current, current_job, all_done = phase.name, job_name, False
             continue
         if spec.evaluation.checkpoint_selection == "best":
             if select is None:
@@ -236,7 +279,7 @@ def plan(
     if not all_done:
         running = any(j.running and (j.ready or j.succeeded) for j in children.jobs.values())
         assert current is not None
-        problem = children.problem(b.phase_job_name(owner, current), b.select_job_name(owner, current))
+        problem = children.problem(current_job or b.phase_job_name(owner, current), b.select_job_name(owner, current))
         if problem is not None:  # the pods' own words: the user (or the platform) has to act
             cond(ConditionType.RUNNING, False, problem[0], f"phase {current}: {problem[1]}")
         elif running:
@@ -245,7 +288,7 @@ def plan(
             cond(ConditionType.RUNNING, False, Reason.STARTING, f"phase {current}: waiting for its pods to start")
         cond(ConditionType.READY, False, Reason.TRAINING, f"training phase {current}")
         # between two phases (the next Job created, its pods not yet up) the job is still Running, not Pending
-        started = running or any(p.get("state") == "Succeeded" for p in phases)
+        started = running or any(p.get("state") in ("Succeeded", "Running") for p in phases)
         return finish(Phase.RUNNING if started else Phase.PENDING, usage=usage, **fields)
 
     # 4. evaluation, then done
