@@ -46,6 +46,21 @@ def taxonomy(name: str, result: dict[str, Any], exit_code: int | None = None) ->
     }
 
 
+def sdg_job(name: str, taxonomy: str, parallelism: int, resources: dict[str, Any]) -> dict[str, Any]:
+    """A SyntheticDataJob with an in-pod teacher on pvc://models (kwok runs its pods)."""
+    return {
+        "apiVersion": "labrador.dev/v1alpha1",
+        "kind": "SyntheticDataJob",
+        "metadata": {"name": name},
+        "spec": {
+            "taxonomyRef": {"name": taxonomy},
+            "teacher": {"model": {"uri": "pvc://models/teacher"}},
+            "parallelism": parallelism,
+            "resources": resources,
+        },
+    }
+
+
 def status_of(kube: Kube, kind: str, ns: str, name: str) -> dict[str, Any]:
     return kube.get(kind, name, ns).get("status") or {}
 
@@ -117,22 +132,10 @@ def test_whole_pipeline_waits_pins_and_chains(installed: Kube, operator: Any, na
         "counts": {"generated": 120, "kept": 100, "dropped": 20, "knowledge": 60, "skills": 40},
         "dtype": "float32",
     }
-    sdg = {
-        "apiVersion": "labrador.dev/v1alpha1",
-        "kind": "SyntheticDataJob",
-        "metadata": {"name": "data"},
-        "spec": {
-            "taxonomyRef": {"name": "tax"},
-            "teacher": {"model": {"uri": "pvc://models/teacher"}},
-            "parallelism": 3,
-            "resources": {
-                "gpus": 1,
-                "cpu": "1",
-                "memory": "1Gi",
-                "podMetadata": {"annotations": {"labrador.dev/kwok-termination-message": json.dumps(mix_result)}},
-            },
-        },
-    }
+    annotations = {"labrador.dev/kwok-termination-message": json.dumps(mix_result)}
+    sdg = sdg_job(
+        "data", "tax", 3, {"gpus": 1, "cpu": "1", "memory": "1Gi", "podMetadata": {"annotations": annotations}}
+    )
     ft = {
         "apiVersion": "labrador.dev/v1alpha1",
         "kind": "FineTuneJob",
@@ -184,17 +187,7 @@ def test_generation_progress_moves_within_a_stage_and_has_no_eta_before_a_rate(
 
     installed.apply(taxonomy("ptax", SYNC_RESULT), namespace)
     wait_phase(installed, "taxonomy", namespace, "ptax", "Ready")
-    sdg = {
-        "apiVersion": "labrador.dev/v1alpha1",
-        "kind": "SyntheticDataJob",
-        "metadata": {"name": "pdata"},
-        "spec": {
-            "taxonomyRef": {"name": "ptax"},
-            "teacher": {"model": {"uri": "pvc://models/teacher"}},
-            "parallelism": 2,
-            "resources": {"gpus": 1, "podMetadata": {"annotations": {"labrador.dev/kwok-hold": "true"}}},
-        },
-    }
+    sdg = sdg_job("pdata", "ptax", 2, {"gpus": 1, "podMetadata": {"annotations": {"labrador.dev/kwok-hold": "true"}}})
     bind_claim(installed, namespace, "models", access="ReadOnlyMany")
     installed.apply(sdg, namespace)
 
