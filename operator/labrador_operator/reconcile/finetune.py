@@ -288,7 +288,8 @@ def plan(
             cond(ConditionType.RUNNING, False, Reason.STARTING, f"phase {current}: waiting for its pods to start")
         cond(ConditionType.READY, False, Reason.TRAINING, f"training phase {current}")
         # between two phases (the next Job created, its pods not yet up) the job is still Running, not Pending
-        started = running or any(p.get("state") in ("Succeeded", "Running") for p in phases)
+        # (or between two attempts of a phase restarted as a group: anything that ran before counts)
+        started = running or restarts > 0 or any(p.get("state") in ("Succeeded", "Running") for p in phases)
         return finish(Phase.RUNNING if started else Phase.PENDING, usage=usage, **fields)
 
     # 4. evaluation, then done
