@@ -29,6 +29,8 @@ from labrador_operator.reconcile.observe import Children, JobState, PodState, jo
 Key = tuple[str, str, str]
 PARENTS = ("finetunejobs", "syntheticdatajobs", "taxonomies")
 PARENT_KINDS = {"finetunejobs": "FineTuneJob", "syntheticdatajobs": "SyntheticDataJob", "taxonomies": "Taxonomy"}
+#: a child's parent key names the kind as its label does ("finetunejob"): the plural the work queue keys on
+PLURAL_OF_LABEL = {kind.lower(): plural for plural, kind in PARENT_KINDS.items()}
 CHILD_KINDS = ("Job", "Pod", "ConfigMap", "Service")
 MANAGED = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 #: metadata a reconcile and its Events need; not managedFields or kubectl's last-applied copy of the spec
@@ -185,22 +187,7 @@ class Cache:
                 self._parents, self._jobs, self._pods = fresh._parents, fresh._jobs, fresh._pods
                 self._config_maps, self._services = fresh._config_maps, fresh._services
                 return count
-            for plural, entries in self._parents.items():
-                for key in [k for k in entries if k not in fresh._parents[plural]]:
-                    del entries[key]
-            for mine, theirs in (
-                (self._jobs, fresh._jobs),
-                (self._pods, fresh._pods),
-                (self._config_maps, fresh._config_maps),
-                (self._services, fresh._services),
-            ):
-                for key in list(mine):
-                    keep = theirs.get(key) or ()
-                    names = mine[key]
-                    for name in [n for n in names if n not in keep]:
-                        (names.pop if isinstance(names, dict) else names.discard)(name)  # type: ignore[attr-defined]
-                    if not names:
-                        del mine[key]
+            self._forget(self._entries() - fresh._entries())
         return count
 
     @staticmethod
@@ -220,16 +207,35 @@ class Cache:
                 count += 1
         return fresh, count
 
+    def _children_stores(self) -> dict[str, dict[Key, Any]]:
+        return {"jobs": self._jobs, "pods": self._pods, "configmaps": self._config_maps, "services": self._services}
+
     def _entries(self) -> set[tuple[str, Any, str]]:
         """Every entry as (store, key, name): parents as ("parent:<plural>", (ns, name), "")."""
         out: set[tuple[str, Any, str]] = set()
         for plural, entries in self._parents.items():
             out.update((f"parent:{plural}", key, "") for key in entries)
-        for store, items in (("jobs", self._jobs), ("pods", self._pods), ("configmaps", self._config_maps),
-                             ("services", self._services)):  # fmt: skip
+        for store, items in self._children_stores().items():
             for key, names in items.items():
                 out.update((store, key, n) for n in names)
         return out
+
+    def _forget(self, entries: Iterable[tuple[str, Any, str]]) -> set[Key]:
+        """Drop ``entries`` (see ``_entries``; the lock held); returns the parents whose children went."""
+        stores = self._children_stores()
+        touched: set[Key] = set()
+        for store, key, name in entries:
+            if store.startswith("parent:"):
+                self._parents[store.removeprefix("parent:")].pop(key, None)
+                continue
+            names = stores[store].get(key)
+            if names is None:
+                continue
+            (names.pop if isinstance(names, dict) else names.discard)(name)  # type: ignore[attr-defined]
+            if not names:
+                del stores[store][key]
+            touched.add(key)
+        return touched
 
     def resync(
         self, lister: Callable[[str, str], Iterable[dict[str, Any]]], namespaces: Iterable[str] = ()
@@ -240,24 +246,11 @@ class Cache:
         parents whose children were dropped (their reconcile should run again)."""
         fresh, _ = self._listed(lister, namespaces)
         listed = fresh._entries()
-        touched: set[Key] = set()
         with self._lock:
             missing = self._entries() - listed
             gone = missing & self._suspects
             self._suspects = missing - gone
-            for store, key, name in gone:
-                if store.startswith("parent:"):
-                    self._parents[store.removeprefix("parent:")].pop(key, None)
-                    continue
-                items = {"jobs": self._jobs, "pods": self._pods, "configmaps": self._config_maps,
-                         "services": self._services}[store]  # fmt: skip
-                names = items.get(key)
-                if names is None:
-                    continue
-                (names.pop if isinstance(names, dict) else names.discard)(name)  # type: ignore[attr-defined]
-                if not names:
-                    del items[key]
-                touched.add(key)
+            touched = self._forget(gone)
         if gone:
             log.info("resync: forgot %d object(s) whose deletion the watches missed", len(gone))
         return touched

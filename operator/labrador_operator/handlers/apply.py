@@ -63,11 +63,12 @@ def reconcile_failed(key: Hashable, failures: int, exc: BaseException) -> None:
     body = CACHE.parent(plural, namespace, name)
     if body is None:
         return
-    reason, message = api_error(exc)
-    message = f"{message[:900]} ({failures} attempts; retrying)"
+    reason, said = api_error(exc)
+    said = said[:900]
+    message = f"{said} ({failures} attempts; retrying)"
     prev = current_status(plural, body).get("conditions") or []
     old = next((c for c in prev if c.get("type") == RECONCILE_ERROR), None)
-    if old and old.get("status") == "True" and old.get("message", "").split(" (")[0] == message.split(" (")[0]:
+    if old and old.get("status") == "True" and old.get("message", "").startswith(f"{said} ("):
         return  # said already; the attempt count alone is not worth a write
     gen = body["metadata"].get("generation")
     conds = [c for c in prev if c.get("type") != RECONCILE_ERROR]
@@ -95,7 +96,7 @@ QUEUE = WorkQueue(
     on_idle=memory.maybe_trim,
     on_failure=reconcile_failed,
     on_recovered=reconcile_recovered,
-    describe=lambda exc: api_error(exc)[1] if api_error(exc)[0] != "InternalError" else None,
+    describe=lambda exc: None if (said := api_error(exc))[0] == "InternalError" else said[1],
 )
 
 

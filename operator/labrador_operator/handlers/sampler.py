@@ -24,7 +24,7 @@ from typing import Any
 import kopf
 
 from labrador_operator import memory
-from labrador_operator.cache import CACHE, Cache
+from labrador_operator.cache import CACHE, PLURAL_OF_LABEL, Cache
 from labrador_operator.handlers import client, finetune, sdg, taxonomy
 from labrador_operator.handlers.apply import current_status, enqueue
 from labrador_operator.reconcile.observe import parse_time
@@ -157,7 +157,7 @@ class Sampler:
             log.warning("cache resync failed (next try in %.0f s): %s", self.settings.cache_resync_seconds, e)
             return
         for namespace, kind, name in touched:
-            enqueue(f"{kind}s" if not kind.endswith("y") else f"{kind[:-1]}ies", namespace, name)
+            enqueue(PLURAL_OF_LABEL[kind], namespace, name)
 
     def reload(self) -> None:
         try:

