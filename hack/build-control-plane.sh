@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm from the Go module
-# proxy and cache them under ~/.cache/labrador/bin/<component>-<version>/. A warm cache makes this a no-op.
+# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, the node's kubelet and kube-proxy,
+# kwok and helm from the Go module proxy and cache them under ~/.cache/labrador/bin/<component>-<version>/. A warm cache makes this a no-op.
 # Prints the directory that holds all binaries for the chosen versions (a directory of symlinks) on stdout.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -32,12 +32,16 @@ kwok_dir="$LABRADOR_CACHE/bin/kwok-v$KWOK_VERSION"
 helm_dir="$LABRADOR_CACHE/bin/helm-v$HELM_VERSION-k8s1.$HELM_K8S_MINOR"
 out_dir="$LABRADOR_CACHE/bin/set-k8s-v$K8S-etcd-v$ETCD_VERSION-kwok-v$KWOK_VERSION-helm-v$HELM_VERSION-k8s1.$HELM_K8S_MINOR"
 src="$LABRADOR_CACHE/src"
+K8S_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy"
 mkdir -p "$src"
 
 build_k8s() {
-  [[ -x "$k8s_dir/kube-apiserver" && -x "$k8s_dir/kubectl" && -x "$k8s_dir/kube-scheduler" \
-     && -x "$k8s_dir/kube-controller-manager" ]] && return 0
-  log "building Kubernetes v$K8S (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl); ~5 min cold"
+  local b ok=1
+  for b in $K8S_BINARIES; do [[ -x "$k8s_dir/$b" ]] || ok=0; done
+  (( ok )) && return 0
+  # One `go build` for all of them: the kubelet and kube-proxy share most packages with the control plane, so they
+  # cost ~100 extra packages here instead of a second build of ~1,700.
+  log "building Kubernetes v$K8S ($K8S_BINARIES); ~15 min cold"
   local w="$src/kubernetes-v$K8S"; mkdir -p "$w"
   local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   {
@@ -52,15 +56,15 @@ package controlplane
 GO
   (cd "$w" && go get "k8s.io/kubernetes@v$K8S" >&2 && \
    go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S" "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S" \
-          "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S" "k8s.io/kubernetes/cmd/kubectl@v$K8S" >&2)
+          "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S" "k8s.io/kubernetes/cmd/kubectl@v$K8S" \
+          "k8s.io/kubernetes/cmd/kubelet@v$K8S" "k8s.io/kubernetes/cmd/kube-proxy@v$K8S" >&2)
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S -X k8s.io/component-base/version.gitMajor=1"
   ld+=" -X k8s.io/component-base/version.gitMinor=$K8S_MINOR -X k8s.io/component-base/version.gitTreeState=clean"
   ld+=" -X k8s.io/client-go/pkg/version.gitVersion=v$K8S -X k8s.io/client-go/pkg/version.gitMajor=1"
   ld+=" -X k8s.io/client-go/pkg/version.gitMinor=$K8S_MINOR"
   mkdir -p "$k8s_dir.tmp"
-  (cd "$w" && go build -trimpath -ldflags "$ld" -o "$k8s_dir.tmp/" \
-     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl >&2)
+  local pkgs=() ; for b in $K8S_BINARIES; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  (cd "$w" && go build -trimpath -ldflags "$ld" -o "$k8s_dir.tmp/" "${pkgs[@]}" >&2)
   rm -rf "$k8s_dir"; mv "$k8s_dir.tmp" "$k8s_dir"
 }
 

@@ -7,3 +7,9 @@
 # Kubernetes minor that helm v3.19 is built against (its default for `helm template` and lint).
 : "${HELM_K8S_MINOR:=34}"
 LABRADOR_CACHE="${LABRADOR_CACHE:-$HOME/.cache/labrador}"
+# The real node (hack/build-node.sh; DESIGN.md §5 "A real node").
+: "${CONTAINERD_VERSION:=2.4.2}"
+: "${RUNC_VERSION:=1.5.3}"
+: "${CNI_PLUGINS_VERSION:=1.10.0}"
+: "${COREDNS_VERSION:=1.14.7}"
+: "${REGISTRY_VERSION:=3.1.2}"
