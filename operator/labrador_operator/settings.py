@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -32,6 +33,13 @@ class Settings:
     pod_annotations: dict[str, str] = field(default_factory=dict)
     #: how long a Taxonomy sync pod may run before it is considered failed
     sync_deadline_seconds: int = 1800
+    #: uid (and gid, fsGroup) workload pods run as: the trainer image's `labrador` user
+    workload_uid: int = 65532
+    #: /dev/shm of workload pods (memory-backed emptyDir): GPU pods (NCCL, vLLM tensor parallel), CPU pods
+    shm_size_gpu: str = "16Gi"
+    shm_size_cpu: str = "1Gi"
+    #: environment every workload container gets (the chart's workloadEnv), before the job's own variables
+    workload_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -40,7 +48,13 @@ class Settings:
         for item in filter(None, e.get("LABRADOR_POD_ANNOTATIONS", "").split(",")):
             key, _, value = item.partition("=")
             annotations[key.strip()] = value.strip()
+        # a JSON object of strings (the chart's workloadEnv)
+        workload_env = {str(k): str(v) for k, v in json.loads(e.get("LABRADOR_WORKLOAD_ENV") or "{}").items()}
         return cls(
+            workload_env=workload_env,
+            workload_uid=int(e.get("LABRADOR_WORKLOAD_UID", cls.workload_uid)),
+            shm_size_gpu=e.get("LABRADOR_SHM_SIZE_GPU", cls.shm_size_gpu),
+            shm_size_cpu=e.get("LABRADOR_SHM_SIZE_CPU", cls.shm_size_cpu),
             workload_image=e.get("LABRADOR_WORKLOAD_IMAGE", cls.workload_image),
             image_pull_policy=e.get("LABRADOR_IMAGE_PULL_POLICY", cls.image_pull_policy),
             progress_interval_seconds=float(e.get("LABRADOR_PROGRESS_INTERVAL", cls.progress_interval_seconds)),

@@ -180,3 +180,27 @@ def test_bad_values_fail_with_their_path(kube: Kube, args: tuple[str, ...], expe
     assert p.returncode != 0
     assert "values don't meet the specifications of the schema" in p.stderr
     assert expected in p.stderr, p.stderr
+
+
+def test_default_values_name_this_commits_images(kube: Kube) -> None:
+    """`helm install` with the default values pulls what `make images` builds from this commit: the operator at the
+    chart's appVersion and the trainer (gpu variant; cpu: the same tag + "-cpu"), names hack/images.sh also tags
+    every build with; the images' version label is that appVersion too (pyproject's version)."""
+    import subprocess
+
+    docs = _template(kube)
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    app = chart["appVersion"]
+    assert c["image"] == f"ghcr.io/labrador-dev/labrador-operator:{app}", c["image"]
+    assert env["LABRADOR_WORKLOAD_IMAGE"] == f"ghcr.io/labrador-dev/labrador-trainer:{app}"
+    out = subprocess.run(["bash", str(ROOT / "hack" / "images.sh"), "--names"], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    names = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    assert names == {
+        "labrador-operator": c["image"],
+        "labrador-trainer-cpu": f"{env['LABRADOR_WORKLOAD_IMAGE']}-cpu",
+        "labrador-trainer-gpu": env["LABRADOR_WORKLOAD_IMAGE"],
+    }, names

@@ -148,8 +148,11 @@ def test_evaluation_reads_the_sdg_outputs_and_a_judge_served_in_its_pod() -> Non
         assert cfg["judge"] == {"kind": "vllm", "model": "/models/judge-model/judge", "vllm": {}}
         assert "judge" not in cfg["evaluation"]
     pod = b.build_evaluate_job(OWNER, spec(evaluation=judge), SETTINGS)["spec"]["template"]["spec"]
+    # both models are on the claim "models": one volume, mounted at both paths
     volumes = {v["name"] for v in pod["volumes"]}
-    assert {"base-model", "judge-model"} <= volumes
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    assert "base-model" in volumes and "judge-model" not in volumes
+    assert mounts["/models/base-model"] == mounts["/models/judge-model"] == "base-model"
     explicit = spec(evaluation={"general": ["general/a.jsonl"]})
     ev = json.loads(b.build_config_map(OWNER, explicit, data, SETTINGS)["data"]["evaluate.json"])
     assert ev["general"] == ["/workspace/general/a.jsonl"] and ev["judge"] is None
@@ -181,29 +184,23 @@ def test_judge_api_key_comes_from_a_secret_reference() -> None:
     assert {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "judge", "key": "token"}}} in env
 
 
-def test_user_strings_in_argv_survive_the_kubelets_expansion() -> None:
-    """`$(VAR)` in a container's command is expanded by the kubelet (localnode.expand implements its rules): a user's
-    ref, path or URL is escaped so the workload gets it verbatim, never another variable's value."""
+def test_user_strings_in_argv_are_escaped_for_the_kubelets_expansion() -> None:
+    """`$(VAR)` in a container's command is expanded by the kubelet: a user's ref, path or URL reaches the command
+    with every `$` doubled (`$$` is the kubelet's escape), so the workload gets it verbatim, never another variable's
+    value. tests/e2e/test_real_node.py checks a real kubelet's expansion of exactly this."""
     from labrador_operator.api.taxonomy import TaxonomySpec
     from labrador_operator.builders import taxonomy as tb
-    from labrador_operator.localnode.expand import expand
 
-    env = {"OPENAI_API_KEY": "sk-secret", "HOME": "/root"}
     tspec = TaxonomySpec.model_validate(
         {"source": {"git": {"url": "https://example.com/t$(HOME).git", "ref": "v$(OPENAI_API_KEY)", "path": "a$$b"}}}
     )
     argv = tb.build_sync_job(tb.Owner("ns", "tax", "u"), tspec, 1, 0, SETTINGS)["spec"]["template"]["spec"]
     argv = argv["containers"][0]["command"]
-    seen = [expand(a, env) for a in argv]
-    assert seen[seen.index("--url") + 1] == "https://example.com/t$(HOME).git"
-    assert seen[seen.index("--ref") + 1] == "v$(OPENAI_API_KEY)"
-    assert seen[seen.index("--path") + 1] == "a$$b"
-    assert "sk-secret" not in " ".join(seen)
+    assert argv[argv.index("--url") + 1] == "https://example.com/t$$(HOME).git"
+    assert argv[argv.index("--ref") + 1] == "v$$(OPENAI_API_KEY)"
+    assert argv[argv.index("--path") + 1] == "a$$$$b"
     m = model_mount(ModelSource(uri="s3://bucket/$(AWS_SECRET_ACCESS_KEY)"), "base")
-    assert (
-        m.fetch is not None
-        and expand(m.fetch[m.fetch.index("--uri") + 1], {}) == "s3://bucket/$(AWS_SECRET_ACCESS_KEY)"
-    )
+    assert m.fetch is not None and m.fetch[m.fetch.index("--uri") + 1] == "s3://bucket/$$(AWS_SECRET_ACCESS_KEY)"
     # our own references still expand
     job = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)
     assert "--node-rank=$(JOB_COMPLETION_INDEX)" in job["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -249,3 +246,62 @@ def test_sync_job_keeps_the_snapshots_running_jobs_pinned() -> None:
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--keep-snapshot"] == [
         "/workspace/taxonomies/ns/tax/tax-sync-g1-w7"
     ]
+
+
+def test_workload_pods_run_read_only_as_the_images_user_with_writable_scratch() -> None:
+    """The trainer image's uid (it has a passwd entry), a read-only root, and every path a workload writes as a
+    volume: /tmp, the image's cache directory (HOME, HF_HOME, vLLM/Triton caches), /dev/shm in memory."""
+    gpu = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)["spec"]["template"]["spec"]
+    cpu = b.build_phase_job(OWNER, spec(resources={"nodes": 1, "gpusPerNode": 0}), "knowledge", SETTINGS)
+    cpu = cpu["spec"]["template"]["spec"]
+    for pod in (gpu, cpu):
+        sc = pod["securityContext"]
+        assert (sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]) == (65532, 65532, 65532)
+        assert sc["fsGroupChangePolicy"] == "OnRootMismatch" and sc["runAsNonRoot"] is True
+        c = pod["containers"][0]
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for path in ("/tmp", common.CACHE_MOUNT, "/dev/shm", "/workspace"):
+            assert path in mounts and mounts[path] in volumes, (path, mounts)
+    shm = {p is gpu: {v["name"]: v for v in p["volumes"]}["dshm"]["emptyDir"] for p in (gpu, cpu)}
+    assert shm[True] == {"medium": "Memory", "sizeLimit": SETTINGS.shm_size_gpu}
+    assert shm[False] == {"medium": "Memory", "sizeLimit": SETTINGS.shm_size_cpu}
+
+
+def test_a_model_on_the_workspace_claim_shares_its_volume() -> None:
+    """A kubelet never starts a pod naming one claim in two volumes (it waits on the second mount until it times
+    out): a model on the workspace claim is a second, read-only mount of the workspace volume."""
+    s = spec(resources={"nodes": 1, "gpusPerNode": 0}, model={"uri": "pvc://labrador-workspace/models/m"},
+             workspace={"claimName": "labrador-workspace"})  # fmt: skip
+    pod = b.build_phase_job(OWNER, s, "knowledge", SETTINGS)["spec"]["template"]["spec"]
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["labrador-workspace"], pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    names = {v["name"] for v in pod["volumes"]}
+    assert all(m["name"] in names for m in mounts), mounts
+    model = [m for m in mounts if m["mountPath"].startswith("/models/")]
+    assert model and all(m["readOnly"] and m["name"] == "workspace" for m in model), model
+
+
+def test_cluster_wide_workload_env_comes_before_the_jobs_own() -> None:
+    settings = Settings.from_env({"LABRADOR_WORKLOAD_ENV": json.dumps({"LABRADOR_CPU_BF16": "off", "A": "1"})})
+    assert settings.workload_env == {"LABRADOR_CPU_BF16": "off", "A": "1"}
+    env = b.build_phase_job(OWNER, spec(), "knowledge", settings)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "LABRADOR_CPU_BF16", "value": "off"} in env
+
+
+def test_rdma_is_an_opt_in_for_multi_node_training_pods() -> None:
+    """RDMA adds the device and IPC_LOCK (which Pod Security "restricted" forbids) only when asked for, and only
+    to the pods NCCL connects across nodes; everything else stays restricted (drop ALL)."""
+    plain = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    assert "add" not in plain["securityContext"]["capabilities"]
+    rdma = {"nodes": 2, "gpusPerNode": 8, "rdma": {"resourceName": "rdma/rdma_shared_device_a"}}
+    c = b.build_phase_job(OWNER, spec(resources=rdma), "knowledge", SETTINGS)["spec"]["template"]["spec"]
+    c = c["containers"][0]
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["IPC_LOCK"]}
+    assert c["resources"]["limits"]["rdma/rdma_shared_device_a"] == "1"
+    one = {"nodes": 1, "gpusPerNode": 8, "rdma": {"resourceName": "rdma/rdma_shared_device_a"}}
+    c = b.build_phase_job(OWNER, spec(resources=one), "knowledge", SETTINGS)["spec"]["template"]["spec"]
+    assert "add" not in c["containers"][0]["securityContext"]["capabilities"]

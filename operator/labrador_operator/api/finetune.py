@@ -194,6 +194,19 @@ class Training(ApiModel):
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
 
 
+class Rdma(ApiModel):
+    """RDMA (InfiniBand / RoCE) for NCCL between nodes: the device plugin's extended resource, and IPC_LOCK."""
+
+    resource_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Extended resource of the RDMA device plugin each training pod requests, e.g. "
+        "rdma/rdma_shared_device_a or nvidia.com/hostdev.",
+    )
+    count: int = Field(default=1, ge=1, le=64, description="How many of resourceName each pod requests.")
+
+
 class TrainingResources(BaseResources):
     """Resources of a training phase: nodes × GPUs per node, one pod per node."""
 
@@ -204,6 +217,12 @@ class TrainingResources(BaseResources):
         le=16,
         description="nvidia.com/gpu per pod and processes per pod (torchrun "
         "--nproc-per-node); 0 trains on CPU with one process.",
+    )
+    rdma: Rdma | None = Field(
+        default=None,
+        description="Opt in to RDMA for the training pods of multi-node phases: they request the RDMA device and "
+        "add the IPC_LOCK capability (NCCL pins memory for the NIC). Pod Security 'restricted' and 'baseline' "
+        "forbid IPC_LOCK: the namespace must enforce 'privileged', else admission rejects the pods.",
     )
 
 

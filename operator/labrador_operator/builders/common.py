@@ -142,12 +142,34 @@ def env_secret(name: str, secret: str, key: str, optional: bool = False) -> dict
 
 
 def restricted_security_context() -> dict[str, Any]:
+    """Pod Security "restricted": no privilege escalation, no capabilities, non-root, read-only root filesystem
+    (every path a workload writes is a volume: the workspace, /tmp, the caches, /dev/shm)."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+#: where the trainer image keeps HOME, HF_HOME, XDG/Triton/inductor/vLLM caches (trainer_image/Containerfile)
+CACHE_MOUNT = "/var/cache/labrador"
+
+
+def scratch_volumes(gpus: int, settings: Settings) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The writable paths of a read-only-root workload: /tmp, the image's cache directory, and /dev/shm as a
+    memory-backed emptyDir (NCCL and vLLM move tensors between processes through it; a container's default 64 MiB
+    fails them). Memory-backed: what is written counts against the container's memory limit."""
+    shm = settings.shm_size_gpu if gpus else settings.shm_size_cpu
+    return [
+        ({"name": "tmp", "emptyDir": {}}, {"name": "tmp", "mountPath": "/tmp"}),
+        ({"name": "cache", "emptyDir": {}}, {"name": "cache", "mountPath": CACHE_MOUNT}),
+        (
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ),
+    ]
 
 
 def workspace_volume(ws: Workspace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -163,6 +185,27 @@ def config_volume(config_map: str) -> tuple[dict[str, Any], dict[str, Any]]:
         {"name": "config", "configMap": {"name": config_map}},
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
     )
+
+
+def share_claims(
+    volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One pod volume per PersistentVolumeClaim: later volumes of a claim already in the pod are dropped and their
+    mounts use the first one (read-only mounts stay read-only). A kubelet never starts a pod that names one claim in
+    two volumes: it waits on the second mount until its timeout (seen on a real node with the workspace claim
+    holding the teacher too)."""
+    first: dict[str, str] = {}
+    rename: dict[str, str] = {}
+    kept = []
+    for v in volumes:
+        claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim and claim in first:
+            rename[v["name"]] = first[claim]
+            continue
+        if claim:
+            first[claim] = v["name"]
+        kept.append(v)
+    return kept, [{**m, "name": rename.get(m["name"], m["name"])} for m in mounts]
 
 
 def container_resources(res: BaseResources, gpus: int) -> dict[str, Any]:
@@ -201,6 +244,10 @@ def pod_spec(
     """
     ws_volume, ws_mount = workspace_volume(workspace)
     volumes, mounts = [ws_volume], [ws_mount]
+    scratch = scratch_volumes(gpus, settings)
+    for volume, mount in scratch:
+        volumes.append(volume)
+        mounts.append(mount)
     if config_map:
         cv, cm = config_volume(config_map)
         volumes.append(cv)
@@ -209,16 +256,18 @@ def pod_spec(
         volumes.append(volume)
         mounts.append(mount)
     init_containers = []
-    for i, m in enumerate(models or []):
+    for m in models or []:
         volumes = merge_by_name(volumes, m.volumes)
         mounts = merge_by_name(mounts, m.mounts)
+    volumes, mounts = share_claims(volumes, mounts)
+    for i, m in enumerate(models or []):
         if m.fetch:
             init: dict[str, Any] = {
                 "name": f"fetch-model-{i}",
                 "image": settings.workload_image,
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": m.fetch,
-                "volumeMounts": [ws_mount],
+                "volumeMounts": [ws_mount, *(mount for _, mount in scratch[:2])],
                 "securityContext": restricted_security_context(),
                 "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
             }
@@ -230,7 +279,9 @@ def pod_spec(
         "image": settings.workload_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,
-        "env": merge_by_name([env_value("PYTHONUNBUFFERED", "1")], env),
+        "env": merge_by_name(
+            [env_value("PYTHONUNBUFFERED", "1"), *(env_value(k, v) for k, v in settings.workload_env.items())], env
+        ),
         "resources": container_resources(resources, gpus),
         "volumeMounts": mounts,
         "securityContext": restricted_security_context(),
@@ -245,8 +296,12 @@ def pod_spec(
         "volumes": volumes,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "fsGroup": 1000,
+            # the trainer image's own user (it has a passwd entry: ssh refuses a uid without one)
+            "runAsUser": settings.workload_uid,
+            "runAsGroup": settings.workload_uid,
+            "fsGroup": settings.workload_uid,
+            # chown a volume only when its root does not already match: a large workspace is not walked each start
+            "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "enableServiceLinks": False,

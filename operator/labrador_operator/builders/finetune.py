@@ -223,7 +223,7 @@ def _pod(
     ports = [{"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"}] if with_ports else None
     if with_ports and subdomain:
         ports = [*(ports or []), {"name": "rendezvous", "containerPort": settings.rendezvous_port, "protocol": "TCP"}]
-    return common.pod_spec(
+    pod = common.pod_spec(
         settings=settings,
         command=command,
         env=[common.env_value("LABRADOR_JOB", owner.name)],
@@ -235,6 +235,13 @@ def _pod(
         subdomain=subdomain,
         models=[model_mount(spec.model, "base-model"), *_judge_mounts(spec, judge)],
     )
+    rdma = spec.resources.rdma
+    if rdma and subdomain:  # training pods of a multi-node phase: the ones NCCL connects across nodes
+        main = pod["containers"][0]
+        for key in ("requests", "limits"):
+            main["resources"][key][rdma.resource_name] = str(rdma.count)
+        main["securityContext"]["capabilities"]["add"] = ["IPC_LOCK"]
+    return pod
 
 
 def _judge_mounts(spec: FineTuneJobSpec, wanted: bool) -> list[ModelMount]:
