@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -31,11 +32,17 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 HACK = Path(__file__).resolve().parent
 ROOT = HACK.parent
 ADMIN_TOKEN_FILE = "admin.token"
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+#: start order (stopped in reverse): loopback forwarders, control plane, kwok, then the real node's parts
+COMPONENTS = (
+    "fwd-api-ns", "fwd-api-host", "fwd-registry-ns", "fwd-registry-host",
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+    "registry", "containerd", "kubelet", "kube-proxy", "coredns",
+)  # fmt: skip
 
 
 def build_binaries(env: dict[str, str] | None = None) -> Path:
@@ -87,7 +94,9 @@ def make_pki(pki: Path) -> None:
     )
     (pki / "apiserver.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,"
+        # the `kubernetes` Service IP and the real node's address (hack/node.py), for in-cluster clients
+        "IP:10.96.0.1,IP:10.243.0.2\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     _openssl(
@@ -123,6 +132,17 @@ def make_pki(pki: Path) -> None:
     )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def make_kubelet_client_cert(pki: Path) -> None:
+    """The API server's client certificate for kubelets (exec, logs): system:masters, signed by the cluster CA."""
+    if (pki / "kubelet-client.crt").exists():
+        return
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "kubelet-client.key", "-out", "kubelet-client.csr",
+             "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client", cwd=pki)  # fmt: skip
+    (pki / "client.ext").write_text("keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "kubelet-client.crt", "-days", "3650", "-extfile", "client.ext", cwd=pki)  # fmt: skip
 
 
 def make_serving_cert(out: Path, sans: list[str], cn: str = "labrador-webhook") -> Path:
@@ -241,6 +261,11 @@ class Cluster:
     token: str
     ca: Path
     pids: dict[str, int] = field(default_factory=dict)
+    #: the real node's loopback registry (host:port, the same inside and outside the network namespace)
+    registry: str | None = None
+    #: the network namespace the cluster runs in (real node), None when on the host's loopback
+    netns: str | None = None
+    node_start_seconds: float | None = None
 
     # --- small REST client (stdlib only) ---------------------------------------------------------------------
     def request(self, method: str, path: str, body: dict | None = None, ok: tuple[int, ...] = (200, 201)) -> dict:
@@ -321,14 +346,38 @@ def _wait_http(url: str, ca: Path | None, token: str | None, timeout: float, wha
     raise TimeoutError(f"{what} not healthy after {timeout}s ({last})\n--- {log.name} ---\n{tail}")
 
 
+def node_module() -> ModuleType:
+    """hack/node.py (the real node), loaded by path like this module is by the tests."""
+    name = "labrador_hack_node"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HACK / "node.py")
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
 def start(
-    d: Path, nodes: int = 2, bin_dir: Path | None = None, kwok_cidr: str = "127.1.0.0/16", cpu_nodes: int | None = None
+    d: Path,
+    nodes: int = 2,
+    bin_dir: Path | None = None,
+    kwok_cidr: str = "127.1.0.0/16",
+    cpu_nodes: int | None = None,
+    real_node: bool = False,
 ) -> Cluster:
     """Start the control plane in directory ``d`` (state, logs, pids, kubeconfig); register ``nodes`` GPU nodes
-    and ``cpu_nodes`` CPU-only nodes (default: one when there are GPU nodes)."""
+    and ``cpu_nodes`` CPU-only nodes (default: one when there are GPU nodes).
+
+    ``real_node``: the whole cluster runs in a network namespace of its own with a real node beside the kwok ones
+    (hack/node.py: kubelet, containerd, kube-proxy, CoreDNS, a loopback registry); clients on the host reach the API
+    server and the registry through loopback forwarders on the same ports.
+    """
     d = d.resolve()
     stop_dir(d)
     bin_dir = bin_dir or build_binaries()
+    node = node_module() if real_node else None
+    node_bins = node.build_binaries() if node else None
     for sub in ("logs", "pids", "pki", "etcd"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     pki = d / "pki"
@@ -337,117 +386,163 @@ def start(
     if not token_file.exists():
         token_file.write_text(os.urandom(24).hex())
     token = token_file.read_text().strip()
-    (d / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+    identities = {"admin": (token, "admin", "system:masters")}
+    if node:
+        make_kubelet_client_cert(pki)
+        identities["kubelet"] = (os.urandom(24).hex(), f"system:node:{node.NODE_NAME}", "system:nodes")
+        identities["kube-proxy"] = (os.urandom(24).hex(), "system:kube-proxy", "")
+        identities["coredns"] = (os.urandom(24).hex(), "labrador:coredns", "system:masters")
+    (d / "tokens.csv").write_text(
+        "".join(f'{t},{user},{user}-uid,"{group}"\n' for t, user, group in identities.values())
+    )
 
     etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
     server = f"https://127.0.0.1:{api_port}"
     kubeconfig = d / "kubeconfig"
     write_kubeconfig(kubeconfig, server, pki / "ca.crt", token)
     b = bin_dir
+    ns = node.netns_name(d) if node else None
+    registry_port = free_port() if node else None
+
+    def wrap(argv: list[str]) -> list[str]:
+        return node.in_netns(ns, argv) if node else argv
+
+    if node:
+        node.create_netns(ns)
+        for name, port in (("api", api_port), ("registry", registry_port)):
+            host, inner = node.forwarder_argvs(ns, d / f"fwd-{name}.sock", port)
+            _spawn(f"fwd-{name}-ns", inner, d)
+            _spawn(f"fwd-{name}-host", host, d)
 
     _spawn(
         "etcd",
-        [
-            str(b / "etcd"),
-            "--data-dir",
-            str(d / "etcd"),
-            "--name",
-            "labrador",
-            "--listen-client-urls",
-            f"http://127.0.0.1:{etcd_port}",
-            "--advertise-client-urls",
-            f"http://127.0.0.1:{etcd_port}",
-            "--listen-peer-urls",
-            f"http://127.0.0.1:{etcd_peer}",
-            "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{etcd_peer}",
-            "--initial-cluster",
-            f"labrador=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync",
-            "--quota-backend-bytes",
-            str(4 * 1024**3),
-            "--log-level",
-            "warn",
-        ],
+        wrap(
+            [
+                str(b / "etcd"),
+                "--data-dir",
+                str(d / "etcd"),
+                "--name",
+                "labrador",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"labrador=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes",
+                str(4 * 1024**3),
+                "--log-level",
+                "warn",
+            ]
+        ),
         d,
     )
-    _wait_http(f"http://127.0.0.1:{etcd_port}/health", None, None, 30, "etcd", d / "logs" / "etcd.log")
+    if not node:  # in a network namespace etcd is not reachable from here; the API server's readiness covers it
+        _wait_http(f"http://127.0.0.1:{etcd_port}/health", None, None, 30, "etcd", d / "logs" / "etcd.log")
 
-    _spawn(
-        "kube-apiserver",
-        [
-            str(b / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            f"--secure-port={api_port}",
+    if node:
+        network = [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={node.NODE_IP}",
+            # the `kubernetes` Service's endpoints: the node's address, for in-cluster clients
+            "--endpoint-reconciler-type=lease",
+            "--authorization-mode=Node,RBAC",
+            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+    else:
+        network = [
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
-            f"--cert-dir={pki}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--token-auth-file={d / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/16",
             "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-            "--max-requests-inflight=1600",
-            "--max-mutating-requests-inflight=800",
-            "--v=0",
-        ],
+            "--authorization-mode=RBAC",
+        ]
+    _spawn(
+        "kube-apiserver",
+        wrap(
+            [
+                str(b / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                f"--secure-port={api_port}",
+                *network,
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={d / 'tokens.csv'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                "--max-requests-inflight=1600",
+                "--max-mutating-requests-inflight=800",
+                "--v=0",
+            ]
+        ),
         d,
     )
     _wait_http(f"{server}/readyz", pki / "ca.crt", token, 90, "kube-apiserver", d / "logs" / "kube-apiserver.log")
 
     _spawn(
         "kube-controller-manager",
-        [
-            str(b / "kube-controller-manager"),
-            f"--kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            "--use-service-account-credentials=false",
-            "--controllers=*",
-            "--kube-api-qps=500",
-            "--kube-api-burst=1000",
-            "--concurrent-job-syncs=20",
-            "--concurrent-gc-syncs=40",
-            "--node-monitor-grace-period=120s",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}",
-            "--v=0",
-        ],
+        wrap(
+            [
+                str(b / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                "--controllers=*",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--concurrent-job-syncs=20",
+                "--concurrent-gc-syncs=40",
+                "--node-monitor-grace-period=120s",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=0",
+            ]
+        ),
         d,
     )
     _spawn(
         "kube-scheduler",
-        [
-            str(b / "kube-scheduler"),
-            f"--kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}",
-            "--v=0",
-        ],
+        wrap(
+            [
+                str(b / "kube-scheduler"),
+                f"--kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=0",
+            ]
+        ),
         d,
     )
     _spawn(
         "kwok",
-        [
-            str(b / "kwok"),
-            f"--kubeconfig={kubeconfig}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-ip=127.0.0.1",
-            f"--cidr={kwok_cidr}",
-            f"--config={HACK / 'kwok-stages.yaml'}",
-            f"--server-address=127.0.0.1:{free_port()}",
-        ],
+        wrap(
+            [
+                str(b / "kwok"),
+                f"--kubeconfig={kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--node-ip=127.0.0.1",
+                f"--cidr={kwok_cidr}",
+                f"--config={HACK / 'kwok-stages.yaml'}",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ]
+        ),
         d,
     )
 
@@ -461,6 +556,17 @@ def start(
         if time.monotonic() > deadline:
             raise TimeoutError("kube-controller-manager did not create the default ServiceAccount")
         time.sleep(0.3)
+    if node:
+        t0 = time.monotonic()
+        kubeconfigs = {}
+        for ident in ("kubelet", "kube-proxy", "coredns"):
+            kubeconfigs[ident] = d / f"{ident}.kubeconfig"
+            write_kubeconfig(kubeconfigs[ident], server, pki / "ca.crt", identities[ident][0], user=ident)
+        node.start(d, ns, node_bins, b, pki / "ca.crt", registry_port, kubeconfigs,
+                   lambda name, argv: _spawn(name, argv, d), c.request)  # fmt: skip
+        c.registry = f"127.0.0.1:{registry_port}"
+        c.netns = ns
+        c.node_start_seconds = time.monotonic() - t0
     cpu_nodes = (1 if nodes else 0) if cpu_nodes is None else cpu_nodes
     if nodes or cpu_nodes:
         c.wait_nodes_ready(c.add_gpu_nodes(nodes) + c.add_cpu_nodes(cpu_nodes))
@@ -471,6 +577,8 @@ def start(
                 "kubeconfig": str(kubeconfig),
                 "bin_dir": str(b),
                 "ca": str(c.ca),
+                "registry": c.registry,
+                "netns": c.netns,
             }
         )
     )
@@ -487,6 +595,8 @@ def load(d: Path) -> Cluster:
         kubeconfig=Path(info["kubeconfig"]),
         token=(d / ADMIN_TOKEN_FILE).read_text().strip(),
         ca=Path(info["ca"]),
+        registry=info.get("registry"),
+        netns=info.get("netns"),
     )
 
 
@@ -517,6 +627,10 @@ def stop_dir(d: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         f.unlink(missing_ok=True)
+    node = node_module()
+    ns = node.netns_name(d)
+    if Path(f"/run/netns/{ns}").exists():
+        node.stop(d, ns)
     for f in ("cluster.json",):
         (d / f).unlink(missing_ok=True)
     shutil.rmtree(d / "etcd", ignore_errors=True)
@@ -527,11 +641,17 @@ def main() -> int:
     p.add_argument("command", choices=["up", "down", "env"])
     p.add_argument("--dir", type=Path, default=Path(os.environ.get("LABRADOR_CLUSTER_DIR", ROOT / ".cluster")))
     p.add_argument("--nodes", type=int, default=2, help="fake GPU nodes (8 GPUs each)")
+    p.add_argument("--real-node", action="store_true",
+                   help="the cluster in a network namespace of its own, with a real kubelet + containerd node, "
+                   "kube-proxy, CoreDNS and a loopback registry (hack/node.py; needs root)")  # fmt: skip
     a = p.parse_args()
     if a.command == "up":
         t0 = time.monotonic()
-        c = start(a.dir, nodes=a.nodes)
+        c = start(a.dir, nodes=a.nodes, real_node=a.real_node)
         print(f"control plane up in {time.monotonic() - t0:.1f}s: {c.server}", file=sys.stderr)
+        if c.netns:
+            print(f"real node {c.netns}: Ready {c.node_start_seconds:.1f}s after its start; registry {c.registry}",
+                  file=sys.stderr)  # fmt: skip
         print(f"export KUBECONFIG={c.kubeconfig} PATH={c.bin_dir}:$PATH")
     elif a.command == "down":
         stop_dir(a.dir.resolve())
