@@ -55,7 +55,7 @@ def test_two_phases_run_in_order_and_succeed(installed: Kube, operator: Any, nam
         assert j["spec"]["completionMode"] == "Indexed" and j["spec"]["completions"] == 2
         assert j["metadata"]["ownerReferences"][0]["kind"] == "FineTuneJob"
         argv = j["spec"]["template"]["spec"]["containers"][0]["command"]
-        assert argv[0] == "torchrun" and "--node-rank=$(JOB_COMPLETION_INDEX)" in argv
+        assert argv[:2] == ["labrador-trainer", "train"] and "--node-rank=$(JOB_COMPLETION_INDEX)" in argv
         assert f"--master-addr={j['metadata']['name']}-0.{j['metadata']['name']}" in argv
     services = {s["metadata"]["name"] for s in _list(installed, "services", namespace)}
     assert services == {"chain-knowledge", "chain-skills"}

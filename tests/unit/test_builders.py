@@ -54,8 +54,10 @@ def test_phase_job_is_an_indexed_torchrun_job() -> None:
     assert job["metadata"]["labels"]["labrador.dev/phase"] == "knowledge"
     pod = js["template"]["spec"]
     c = pod["containers"][0]
-    assert c["command"][:5] == [
-        "torchrun",
+    # labrador-trainer starts torchrun (and turns a preempted run's exit into 143)
+    assert c["command"][:6] == [
+        "labrador-trainer",
+        "train",
         "--nnodes=2",
         "--nproc-per-node=8",
         "--node-rank=$(JOB_COMPLETION_INDEX)",

@@ -291,6 +291,20 @@ def test_torchrun_two_processes_preempt_resume_and_match_one(
     assert diff < FSDP_TOL
 
 
+def test_torchrun_bad_input_exits_2_like_one_process(
+    train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Under torchrun (two processes) a worker that finds the input unusable exits 2, and so does the launcher: the
+    pod failure policy fails the Job at once instead of retrying what cannot work (torchrun itself exits 1)."""
+    cfg = _cfg(train_model, {**train_data, "a": tmp_path / "missing.jsonl"}, tmp_path / "run")
+    cfg_path = _write(cfg.model_copy(update={"phases": cfg.phases[:1]}), tmp_path / "run.json")
+    proc = _start(cfg_path, "--nproc-per-node", "2", "--termination-log", str(tmp_path / "tlog"),
+                  "--master-port", str(_free_port()))  # fmt: skip
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out[-3000:]
+    assert json.loads((tmp_path / "tlog").read_text())["reason"] == "InvalidInput"
+
+
 def _knowledge_only(model: Path, data: dict[str, Path], out: Path, **kw: Any) -> TrainConfig:
     cfg = _cfg(model, data, out, **kw)
     return cfg.model_copy(update={"phases": cfg.phases[:1]})

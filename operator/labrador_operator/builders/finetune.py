@@ -189,20 +189,22 @@ def build_config_map(owner: Owner, spec: FineTuneJobSpec, data: Data, settings: 
     return common.config_map(meta, files)
 
 
-def torchrun_argv(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0) -> list[str]:
+def train_argv(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0) -> list[str]:
+    """`labrador-trainer train`, which starts torchrun itself when there is more than one process (nodes × GPUs)
+    and forwards SIGTERM to it. Not torchrun as the container's command: torchrun exits 1 when its workers stop on
+    SIGTERM, so a preempted pod that saved its state would count as a failure; labrador-trainer exits 143 (the pod
+    failure policy's "ignore, retry": the replacement pod resumes from that state)."""
     nodes, gpus = spec.resources.nodes, spec.resources.gpus_per_node
     job = phase_job_name(owner, phase, attempt)
     master = f"{job}-0.{job}" if nodes > 1 else "127.0.0.1"
     return [
-        "torchrun",
+        "labrador-trainer",
+        "train",
         f"--nnodes={nodes}",
         f"--nproc-per-node={max(gpus, 1)}",
         "--node-rank=$(JOB_COMPLETION_INDEX)",
         f"--master-addr={master}",
         f"--master-port={settings.rendezvous_port}",
-        "-m",
-        "labrador_trainer",
-        "train",
         "--config",
         f"{common.CONFIG_MOUNT}/{phase}.json",
         f"--metrics-port={settings.metrics_port}",
@@ -274,7 +276,7 @@ def build_phase_job(
         owner,
         spec,
         settings,
-        torchrun_argv(owner, spec, phase, settings, attempt),
+        train_argv(owner, spec, phase, settings, attempt),
         spec.resources.gpus_per_node,
         subdomain=name if nodes > 1 else None,
     )

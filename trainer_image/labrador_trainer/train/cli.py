@@ -55,8 +55,8 @@ def torchrun_argv(args: argparse.Namespace, termination_log: str) -> list[str]:
 
 
 def launch(args: argparse.Namespace) -> int:
-    """Run the workers under torchrun, forward SIGTERM to it, and map a preempted run to EXIT_PREEMPTED (torchrun
-    itself exits 1 when any worker exits non-zero)."""
+    """Run the workers under torchrun, forward SIGTERM to it, and map a preempted run to EXIT_PREEMPTED and bad
+    input to EXIT_USER_ERROR (torchrun itself exits 1 when any worker exits non-zero), from the workers' summary."""
     from labrador_trainer.train.recipe import EXIT_PREEMPTED
 
     with tempfile.TemporaryDirectory(prefix="labrador-train-") as tmp:
@@ -68,8 +68,11 @@ def launch(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGTERM, previous)
         log = Path(tlog)
-        if rc != 0 and log.exists() and json.loads(log.read_text()).get("status") == "Preempted":
+        summary = json.loads(log.read_text() or "{}") if rc != 0 and log.exists() else {}
+        if summary.get("status") == "Preempted":
             return EXIT_PREEMPTED
+        if summary.get("reason") == "InvalidInput":  # a worker exited 2: the input, not the run, is wrong
+            return EXIT_USER_ERROR
         return rc
 
 
