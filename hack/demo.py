@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""`make demo`: the whole pipeline through the operator on a local cluster, on CPU.
+"""`make demo`: the whole pipeline through the operator, in containers on a real node, on CPU.
 
-    python hack/demo.py up   [--dir .cluster]   # control plane, node, chart, operator, workspace, resources; follow
-    python hack/demo.py down [--dir .cluster]   # stop the node runner, the operator and the control plane
+    python hack/demo.py up   [--dir .cluster]                    # local cluster with a real node; follow to the end
+    python hack/demo.py up   --cluster current --registry HOST   # the same on the current kubeconfig's cluster
+    python hack/demo.py down [--dir .cluster]                    # stop the local cluster (node, pods, registry)
 
-Steps of ``up`` (each reuses what hack/cluster.py, the chart, labrador-local and labrador-operator already do):
-the control plane (reused when it answers), ``labrador-local`` as the one Node (root, ``--run-as-agent-user``), the
-chart with hack/demo-values.yaml (operator Deployment at 0 replicas), ``labrador-operator`` as a local process with
-the chart's ServiceAccount token, a namespace with a workspace claim, the teacher (SmolLM2-135M-Instruct dequantised)
-and a 2-layer student on the workspace, local git repositories of the fixture taxonomy and documents, then
-examples/demo/*.yaml applied and followed to the end with live progress and a summary.
+Steps of ``up`` (each reuses what hack/cluster.py, hack/images.sh and the chart already do): the local cluster with
+its real node (kubelet + containerd, kube-proxy, CoreDNS, a loopback registry; reused when it answers), the images
+built from this commit (``make images``) and pushed to the registry, the chart installed with them (the operator as
+its Deployment, in a namespace that enforces Pod Security "restricted"), a namespace with a workspace claim, the
+teacher (SmolLM2-135M-Instruct dequantised) and a 2-layer student on the workspace, the fixture taxonomy and
+documents served by a git daemon pod (git://, through cluster DNS), then examples/demo/*.yaml applied and followed
+to the end with live progress and a summary. Every workload runs in the trainer image.
 
 tests/e2e/test_demo.py runs the same functions with smaller sizes.
 """
@@ -17,13 +19,13 @@ tests/e2e/test_demo.py runs the same functions with smaller sizes.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import importlib.util
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -44,12 +46,18 @@ NAMESPACE = "labrador-demo"
 RELEASE, RELEASE_NS = "labrador", "labrador-system"
 CLAIM = "labrador-workspace"
 WORKSPACE_MOUNT = "/workspace"  # where pods mount the claim
-NODE = "labrador-local"
 TEACHER_DIR, STUDENT_DIR = "models/smollm2-135m-instruct", "models/smollm2-135m-instruct-2l"
 STUDENT_LAYERS = 2
-RUNNER, OPERATOR = "labrador-local", "labrador-operator"  # pid files in <dir>/pids, so `cluster.py down` stops them
-#: `off`: the workloads act as on a CPU without native bf16 (labrador_trainer.hardware); the node passes it to pods
+#: `off`: the workloads act as on a CPU without native bf16 (labrador_trainer.hardware); the chart's workloadEnv
+#: passes it to every workload pod
 CPU_BF16_ENV = "LABRADOR_CPU_BF16"
+#: the uid the images run as (trainer_image/Containerfile); the workspace (a hostPath volume) is made theirs
+IMAGE_UID = 65532
+GIT_SERVER = "labrador-demo-git"  # Service and pod serving the fixture repositories over git://
+PSS_RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 GIT_ID = ["-c", "user.name=labrador-demo", "-c", "user.email=demo@localhost", "-c", "commit.gpgsign=false"]
 
 
@@ -67,6 +75,7 @@ def cluster_module() -> ModuleType:
 
 
 cluster_mod = sys.modules.get("labrador_hack_cluster") or cluster_module()
+node_mod = cluster_mod.node_module()  # hack/node.py: image build and push helpers
 
 
 # --- options ------------------------------------------------------------------------------------------------------
@@ -77,6 +86,10 @@ class Options:
     """Where state goes and the sizes to override in examples/demo (None: as the files say)."""
 
     dir: Path = ROOT / ".cluster"
+    #: "local": hack/cluster.py's cluster with a real node in ``dir``; "current": the current kubeconfig context
+    cluster: str = "local"
+    #: where images are pushed and pulled from (required with cluster="current"; local: the cluster's registry)
+    registry: str | None = None
     samples_per_seed_example: int | None = None
     max_samples: int | None = None
     max_questions: int | None = None
@@ -106,24 +119,29 @@ def say(opts: Options, msg: str) -> None:
 
 @dataclass
 class Kube:
-    """kubectl and helm bound to the demo's control plane (never the user's own kubeconfig)."""
+    """kubectl and helm bound to the demo's cluster: the local one's kubeconfig, or the user's current context."""
 
-    cluster: Any  # hack/cluster.py Cluster
+    bin_dir: Path
+    kubeconfig: Path
+    state: Path
+    #: the local cluster (hack/cluster.py Cluster) when the demo runs on it
+    cluster: Any = None
 
     @property
     def env(self) -> dict[str, str]:
-        helm = self.cluster.dir / "helm"
+        helm = self.state / "helm"
         return {
             **os.environ,
-            **self.cluster.env(),
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "HELM_CACHE_HOME": str(helm / "cache"),
             "HELM_CONFIG_HOME": str(helm / "config"),
             "HELM_DATA_HOME": str(helm / "data"),
         }
 
-    def run(self, tool: str, *args: str, input: str | None = None, check: bool = True) -> str:
-        argv = [str(self.cluster.bin_dir / tool), f"--kubeconfig={self.cluster.kubeconfig}", *args]
-        p = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env, timeout=300)
+    def run(self, tool: str, *args: str, input: str | None = None, check: bool = True, timeout: float = 300) -> str:
+        argv = [str(self.bin_dir / tool), f"--kubeconfig={self.kubeconfig}", *args]
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and p.returncode != 0:
             raise DemoFailed(f"{tool} {' '.join(args)} failed ({p.returncode}): {p.stderr.strip() or p.stdout}")
         return p.stdout
@@ -148,150 +166,92 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
     raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-# --- processes (pid files next to the control plane's) ------------------------------------------------------------
-
-
-def _pid_file(opts: Options, name: str) -> Path:
-    return opts.dir.resolve() / "pids" / f"{name}.pid"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    return True
-
-
-def stop_process(opts: Options, name: str, grace: float = 45.0) -> None:
-    """SIGTERM the process group in ``pids/<name>.pid``, SIGKILL after ``grace`` seconds."""
-    f = _pid_file(opts, name)
-    if not f.exists():
-        return
-    pid = int(f.read_text())
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-    f.unlink(missing_ok=True)
-
-
-def spawn(opts: Options, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log_dir = opts.state / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=ROOT)
-    _pid_file(opts, name).write_text(str(proc.pid))
-    return proc
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"(no log at {path})"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _check_running(proc: subprocess.Popen[bytes], opts: Options, name: str) -> None:
-    if proc.poll() is not None:
-        raise DemoFailed(f"{name} exited ({proc.returncode}):\n{log_tail(opts.state / 'logs' / f'{name}.log')}")
-
-
 # --- steps --------------------------------------------------------------------------------------------------------
 
 
-def control_plane(opts: Options) -> Any:
-    """The running control plane in ``opts.dir`` if it answers, else a fresh one (no kwok nodes)."""
+def control_plane(opts: Options) -> Kube:
+    """The cluster to run on: the user's current context (``--cluster current``), else the local cluster with a
+    real node in ``opts.dir`` (reused when it answers and has its node), else a fresh one (no kwok nodes)."""
+    if opts.cluster == "current":
+        if not opts.registry:
+            raise DemoFailed("--cluster current needs --registry (REGISTRY=host[:port]/path the cluster pulls from)")
+        kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config")).expanduser()
+        kube = Kube(bin_dir=cluster_mod.build_binaries(), kubeconfig=kubeconfig, state=opts.state)
+        ctx = kube.kubectl("config", "current-context").strip()
+        say(opts, f"cluster: current context {ctx} ({kubeconfig}); images via {opts.registry}")
+        return kube
     d = opts.dir.resolve()
+    c = None
     if (d / "cluster.json").exists():
         with contextlib.suppress(Exception):
             c = cluster_mod.load(d)
             c.request("GET", "/version")  # JSON; raises when the API server does not answer
-            say(opts, f"control plane: reusing {c.server}")
-            return c
+            if not c.registry:
+                c = None  # a cluster without a real node: start one that has it
+            else:
+                say(opts, f"cluster: reusing {c.server} (real node, registry {c.registry})")
+    if c is None:
+        t0 = time.monotonic()
+        c = cluster_mod.start(d, nodes=0, cpu_nodes=0, real_node=True)
+        say(opts, f"cluster: started in {time.monotonic() - t0:.0f}s at {c.server}; node {node_mod.NODE_NAME} "
+                  f"Ready {c.node_start_seconds:.1f}s after its start (kubelet + containerd, network namespace "
+                  f"{c.netns})")  # fmt: skip
+    opts.registry = opts.registry or c.registry
+    return Kube(bin_dir=c.bin_dir, kubeconfig=c.kubeconfig, state=opts.state, cluster=c)
+
+
+def publish_images(opts: Options) -> dict[str, str]:
+    """`make images` (instant when this commit's images are built), then each pushed to the registry pods pull from."""
     t0 = time.monotonic()
-    c = cluster_mod.start(d, nodes=0, cpu_nodes=0)
-    say(opts, f"control plane: started in {time.monotonic() - t0:.0f}s at {c.server}")
-    return c
+    local = node_mod.build_images()
+    built = time.monotonic() - t0
+    refs = {}
+    for name, key in (("operator", "labrador-operator"), ("trainer", "labrador-trainer-cpu")):
+        ref = local[key]
+        repo, tag = ref.removeprefix("localhost/").rsplit(":", 1)
+        refs[name] = f"{opts.registry}/{repo}:{tag}"
+        node_mod.push(ref, refs[name])
+    say(opts, f"images: built in {built:.0f}s, pushed in {time.monotonic() - t0 - built:.0f}s: "
+              + ", ".join(refs.values()))  # fmt: skip
+    return refs
 
 
-def install_chart(kube: Kube, opts: Options) -> None:
-    """The chart as users install it (CRDs, RBAC, webhook RBAC), with the demo's values."""
+def install_chart(kube: Kube, opts: Options, refs: dict[str, str]) -> None:
+    """The chart as users install it, the operator as its Deployment from this commit's image, in a namespace that
+    enforces Pod Security "restricted"; waits until the operator is Ready and serves its webhooks."""
+    ensure_namespace(kube, RELEASE_NS)
+    (op_repo, op_tag), (wl_repo, wl_tag) = (r.rsplit(":", 1) for r in (refs["operator"], refs["trainer"]))
+    values = {
+        "image": {"repository": op_repo, "tag": op_tag},
+        "workloadImage": {"repository": wl_repo, "tag": wl_tag},
+        "workloadEnv": {CPU_BF16_ENV: os.environ[CPU_BF16_ENV]} if os.environ.get(CPU_BF16_ENV) else {},
+    }
+    opts.state.mkdir(parents=True, exist_ok=True)
+    (opts.state / "images-values.json").write_text(json.dumps(values))  # JSON is YAML
     kube.run("helm", "upgrade", "--install", RELEASE, str(ROOT / "charts" / "labrador"), "-n", RELEASE_NS,
-             "--create-namespace", "-f", str(VALUES), "--wait=false")  # fmt: skip
-    for crd in ("taxonomies", "syntheticdatajobs", "finetunejobs"):
-        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.labrador.dev", "--timeout=60s")
-    say(opts, f"chart: release {RELEASE} in {RELEASE_NS} ({VALUES.name}: operator Deployment at 0 replicas)")
+             "-f", str(VALUES), "-f", str(opts.state / "images-values.json"), "--wait", "--timeout=5m",
+             timeout=360)  # fmt: skip
+    wait_until(lambda: kube.run("kubectl", "get", "mutatingwebhookconfiguration", "labrador.dev", check=False), 90,
+               "the operator's webhook configurations")  # fmt: skip
+    pod = kube.get_json("pods", "-n", RELEASE_NS, "-l", "app.kubernetes.io/name=labrador")["items"][0]
+    say(opts, f"operator: pod {RELEASE_NS}/{pod['metadata']['name']} Ready ({pod['spec']['containers'][0]['image']}, "
+              f"uid {pod['spec']['securityContext'].get('runAsUser')}, read-only root; namespace enforces "
+              "Pod Security restricted)")  # fmt: skip
 
 
-def start_runner(kube: Kube, opts: Options) -> subprocess.Popen[bytes]:
-    """labrador-local as the cluster's one Node; pods run as root's processes (the venv under /root is 0700)."""
-    if os.geteuid() != 0:
-        raise DemoFailed("labrador-local needs root (a mount namespace per pod): run `sudo -E make demo`")
-    stop_process(opts, RUNNER)
-    argv = [str(VENV_BIN / "labrador-local"), "--node-name", NODE, "--run-as-agent-user",
-            "--log-dir", str(opts.state / "pod-logs"), "--volume-root", str(opts.volume_root),
-            "--state-dir", str(opts.state / "runner"), "--max-parallel", "2", "--shutdown-grace", "15",
-            "--pass-env", CPU_BF16_ENV]  # fmt: skip
-    env = {**kube.env, "PATH": f"{VENV_BIN}{os.pathsep}{kube.env['PATH']}", "VIRTUAL_ENV": str(VENV_BIN.parent)}
-    proc = spawn(opts, RUNNER, argv, env)
-
-    def ready() -> bool:
-        _check_running(proc, opts, RUNNER)
-        node = kube.run("kubectl", "get", "node", NODE, "-o", "json", check=False)
-        conds = json.loads(node or "{}").get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
-
-    wait_until(ready, 60, f"node {NODE} Ready")
-    say(opts, f"node: {NODE} Ready (labrador-local, pod logs under {opts.state / 'pod-logs'})")
-    return proc
-
-
-def start_operator(kube: Kube, opts: Options) -> subprocess.Popen[bytes]:
-    """labrador-operator as a local process with the chart's ServiceAccount (exactly the chart's RBAC)."""
-    stop_process(opts, OPERATOR)
-    token = kube.kubectl("create", "token", RELEASE, "-n", RELEASE_NS, "--duration=24h").strip()
-    op_dir = opts.state / "operator"
-    op_dir.mkdir(parents=True, exist_ok=True)
-    kubeconfig = op_dir / "kubeconfig"
-    cluster_mod.write_kubeconfig(kubeconfig, kube.cluster.server, kube.cluster.ca, token, user=RELEASE)
-    certs = cluster_mod.make_serving_cert(op_dir / "webhook", ["IP:127.0.0.1"])
-    health = cluster_mod.free_port()
-    argv = [str(VENV_BIN / "labrador-operator"), f"--namespace={NAMESPACE}", "--metrics-port=0",
-            f"--liveness=http://127.0.0.1:{health}/healthz", f"--webhook-port={cluster_mod.free_port()}",
-            f"--webhook-cert-dir={certs}", "--webhook-host=127.0.0.1"]  # fmt: skip
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "LABRADOR_WEBHOOK_ADDR": "127.0.0.1",
-           "LABRADOR_PROGRESS_INTERVAL": "3"}  # fmt: skip
-    proc = spawn(opts, OPERATOR, argv, env)
-
-    def ready() -> bool:
-        _check_running(proc, opts, OPERATOR)
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1) as r:
-                healthy = r.status == 200
-        except OSError:
-            return False
-        hooks = kube.run("kubectl", "get", "mutatingwebhookconfiguration", "labrador.dev", check=False)
-        return healthy and bool(hooks)
-
-    wait_until(ready, 90, "the operator's liveness endpoint and webhook configurations")
-    say(opts, f"operator: {OPERATOR} running locally as ServiceAccount {RELEASE_NS}/{RELEASE}")
-    return proc
+def ensure_namespace(kube: Kube, name: str) -> None:
+    if not kube.run("kubectl", "get", "namespace", name, check=False):
+        kube.kubectl("create", "namespace", name)
+    kube.kubectl("label", "--overwrite", "namespace", name, *(f"{k}={v}" for k, v in PSS_RESTRICTED.items()))
 
 
 def reset_namespace(kube: Kube, opts: Options) -> None:
-    """A fresh namespace with the workspace claim (bound to a PV; the runner maps the claim to a host directory)."""
+    """A fresh namespace (Pod Security "restricted" enforced) with the workspace claim, bound to a hostPath volume
+    on this machine (the node is this machine; on `--cluster current` its nodes must see this path too)."""
     if kube.run("kubectl", "get", "namespace", NAMESPACE, check=False):
         kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s")
     kube.kubectl("delete", "pv", f"{CLAIM}-{NAMESPACE}", "--ignore-not-found")
-    kube.kubectl("create", "namespace", NAMESPACE)
+    ensure_namespace(kube, NAMESPACE)
     wait_until(lambda: kube.run("kubectl", "get", "sa", "default", "-n", NAMESPACE, check=False), 30,
                "the default ServiceAccount")  # fmt: skip
     kube.apply(
@@ -375,21 +335,75 @@ def _commit_tree(src: Path, dest: Path, edit: Callable[[Path], None] | None = No
     return _git(dest, "rev-parse", "HEAD").strip()
 
 
-def taxonomy_repo(opts: Options) -> str:
-    """Local git repositories of the fixture documents and taxonomy (its leaves point at the documents); its URL."""
+def own_workspace(opts: Options) -> None:
+    """The workspace's directories belong to the images' user (a hostPath volume has no fsGroup); files stay
+    root's, readable by all (the models are hard links into the cache; save_pretrained writes weights 0600)."""
+    for path in [opts.workspace, *opts.workspace.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chown(path, IMAGE_UID, IMAGE_UID)
+        else:
+            path.chmod(path.stat().st_mode | 0o444)
+
+
+def git_server(kube: Kube, opts: Options, image: str) -> str:
+    """The fixture taxonomy and documents as git repositories (its leaves point at the documents), served by a
+    `git daemon` pod in the trainer image (git bundles in a ConfigMap); returns the taxonomy's git:// URL, which
+    pods resolve through cluster DNS."""
+    host = f"{GIT_SERVER}.{NAMESPACE}.svc.cluster.local"
     git = opts.state / "git"
     docs = git / "knowledge-docs"
     docs_sha = _commit_tree(FIXTURES / "knowledge-docs", docs)
+    docs_url = f"git://{host}/knowledge-docs"
 
     def point_documents(root: Path) -> None:
         for leaf in (root / "knowledge").rglob("qna.yaml"):
-            text = re.sub(r"(?m)^(  repo: ).*$", lambda m: m.group(1) + docs.as_uri(), leaf.read_text())
+            text = re.sub(r"(?m)^(  repo: ).*$", lambda m: m.group(1) + docs_url, leaf.read_text())
             leaf.write_text(re.sub(r"(?m)^(  commit: ).*$", lambda m: m.group(1) + docs_sha, text))
 
     tax = git / "taxonomy"
     sha = _commit_tree(FIXTURES / "taxonomy", tax, point_documents)
-    say(opts, f"taxonomy: {tax.as_uri()} at {sha[:12]} (documents {docs.as_uri()})")
-    return tax.as_uri()
+    bundles = {}
+    for repo in (tax, docs):
+        _git(repo, "bundle", "create", "-q", str(git / f"{repo.name}.bundle"), "--all")
+        bundles[f"{repo.name}.bundle"] = base64.b64encode((git / f"{repo.name}.bundle").read_bytes()).decode()
+    labels = {"app.kubernetes.io/name": GIT_SERVER}
+    script = ("set -e; for r in taxonomy knowledge-docs; do git clone -q --bare /bundles/$r.bundle /tmp/git/$r; "
+              "done; exec git daemon --reuseaddr --export-all --informative-errors --base-path=/tmp/git "
+              "--port=9418")  # fmt: skip
+    kube.kubectl("delete", "pod", GIT_SERVER, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    kube.apply(
+        [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{GIT_SERVER}-bundles"},
+             "binaryData": bundles},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": GIT_SERVER, "labels": labels},
+             "spec": {"selector": labels, "ports": [{"name": "git", "port": 9418, "targetPort": 9418}]}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": GIT_SERVER, "labels": labels},
+             "spec": {
+                 "automountServiceAccountToken": False, "enableServiceLinks": False,
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{
+                     "name": "git", "image": image, "command": ["sh", "-c", script],
+                     "ports": [{"containerPort": 9418, "name": "git"}],
+                     "readinessProbe": {"tcpSocket": {"port": 9418}, "periodSeconds": 1},
+                     "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                         "capabilities": {"drop": ["ALL"]}},
+                     "volumeMounts": [{"name": "bundles", "mountPath": "/bundles"},
+                                      {"name": "tmp", "mountPath": "/tmp"}],
+                 }],
+                 "volumes": [{"name": "bundles", "configMap": {"name": f"{GIT_SERVER}-bundles"}},
+                             {"name": "tmp", "emptyDir": {}}],
+             }},
+        ],
+        NAMESPACE,
+    )  # fmt: skip
+    kube.kubectl("wait", "--for=condition=Ready", f"pod/{GIT_SERVER}", "-n", NAMESPACE, "--timeout=300s", timeout=320)
+    url = f"git://{host}/taxonomy"
+    say(opts, f"taxonomy: {url} at {sha[:12]} (documents {docs_url}; served by pod {NAMESPACE}/{GIT_SERVER})")
+    return url
 
 
 def demo_resources(opts: Options, taxonomy_url: str) -> list[dict[str, Any]]:
@@ -452,7 +466,7 @@ def progress_line(obj: dict[str, Any]) -> str:
 
 
 def failure_report(kube: Kube, obj: dict[str, Any]) -> str:
-    """The failing resource's conditions and the log tails of its failed pods."""
+    """The failing resource's conditions and the log tails of its failed pods (`kubectl logs`)."""
     import yaml
 
     st = obj.get("status") or {}
@@ -464,10 +478,9 @@ def failure_report(kube: Kube, obj: dict[str, Any]) -> str:
             continue
         meta = pod["metadata"]
         out.append(f"--- pod {meta['name']}: {pod['status'].get('reason', '')} {pod['status'].get('message', '')}")
-        log_dir = Path((meta.get("annotations") or {}).get("labrador.dev/log-path", "/nonexistent"))
         for c in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
-            if (log_dir / f"{c['name']}.log").exists():
-                out.append(f"--- {c['name']}.log (last 40 lines)\n{log_tail(log_dir / (c['name'] + '.log'))}")
+            logs = kube.kubectl("logs", meta["name"], "-n", NAMESPACE, "-c", c["name"], "--tail=40", check=False)
+            out.append(f"--- {c['name']} (last 40 lines)\n{logs}")
     return "\n".join(out)
 
 
@@ -582,24 +595,26 @@ def host_path(workspace: Path, path: str) -> Path:
 
 
 def up(opts: Options) -> Summary:
-    """Everything from the control plane to the summary; leaves the cluster, runner and operator running."""
+    """Everything from the cluster to the summary; leaves the cluster (and the operator, pods) running."""
     t0 = time.monotonic()
     opts.state.mkdir(parents=True, exist_ok=True)
     say(opts, host_summary())
-    kube = Kube(control_plane(opts))
-    install_chart(kube, opts)
-    runner = start_runner(kube, opts)
-    operator = start_operator(kube, opts)
+    kube = control_plane(opts)
+    refs = publish_images(opts)
+    install_chart(kube, opts, refs)
     reset_namespace(kube, opts)
     prepare_models(opts)
-    docs = demo_resources(opts, taxonomy_repo(opts))
+    own_workspace(opts)
+    docs = demo_resources(opts, git_server(kube, opts, refs["trainer"]))
     kube.apply(docs, NAMESPACE)
     names = {d["kind"]: d["metadata"]["name"] for d in docs}
     say(opts, f"applied examples/demo/ to namespace {NAMESPACE}: " + ", ".join(f"{k} {v}" for k, v in names.items()))
 
     def alive() -> None:
-        _check_running(runner, opts, RUNNER)
-        _check_running(operator, opts, OPERATOR)
+        dep = kube.get_json("deployment", RELEASE, "-n", RELEASE_NS)
+        if not (dep.get("status") or {}).get("availableReplicas"):
+            pods = kube.kubectl("get", "pods", "-n", RELEASE_NS, "-o", "wide", check=False)
+            raise DemoFailed(f"the operator Deployment has no available replica:\n{pods}")
 
     objs = follow(kube, opts, names, t0, alive)
     summary = Summary.of(objs, time.monotonic() - t0)
@@ -608,13 +623,17 @@ def up(opts: Options) -> Summary:
 
 
 def down(opts: Options) -> None:
-    """Stop the runner (its pods first), the operator, then the control plane; nothing is left running."""
-    stop_process(opts, RUNNER)
-    stop_process(opts, OPERATOR, grace=15)
-    for name in reversed(cluster_mod.COMPONENTS):  # waits for each to exit (stop_dir only signals)
-        stop_process(opts, name, grace=30)
+    """Local cluster: stop all of it (node, its containers, registry, control plane); nothing is left running.
+    ``--cluster current``: uninstall the demo's namespace and release, leave the cluster alone."""
+    if opts.cluster == "current":
+        kube = control_plane(opts)
+        kube.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=180s")
+        kube.kubectl("delete", "pv", f"{CLAIM}-{NAMESPACE}", "--ignore-not-found")
+        kube.run("helm", "uninstall", RELEASE, "-n", RELEASE_NS, "--ignore-not-found", "--wait")
+        say(opts, f"demo: namespace {NAMESPACE} and release {RELEASE_NS}/{RELEASE} removed")
+        return
     cluster_mod.stop_dir(opts.dir.resolve())
-    say(opts, "demo: runner, operator and control plane stopped")
+    say(opts, "demo: node, containers, registry and control plane stopped")
 
 
 @contextlib.contextmanager
@@ -623,7 +642,7 @@ def session(opts: Options) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        say(opts, "interrupted: the cluster, node and operator keep running; `make demo-down` stops them")
+        say(opts, "interrupted: the cluster, its node and the operator keep running; `make demo-down` stops them")
         raise SystemExit(130) from None
 
 
@@ -632,8 +651,13 @@ def main() -> int:
     p.add_argument("command", choices=["up", "down"])
     p.add_argument("--dir", type=Path, default=Path(os.environ.get("LABRADOR_CLUSTER_DIR", ROOT / ".cluster")))
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the FineTuneJob")
+    p.add_argument("--cluster", choices=["local", "current"], default=os.environ.get("CLUSTER") or "local",
+                   help="local: a cluster of this machine with a real node (default); current: the current "
+                   "kubeconfig context")  # fmt: skip
+    p.add_argument("--registry", default=os.environ.get("REGISTRY") or None,
+                   help="registry (host[:port][/path]) the cluster pulls images from; local: its own")  # fmt: skip
     a = p.parse_args()
-    opts = Options(dir=a.dir, timeout=a.timeout)
+    opts = Options(dir=a.dir, timeout=a.timeout, cluster=a.cluster, registry=a.registry)
     if a.command == "down":
         down(opts)
         return 0
@@ -642,7 +666,7 @@ def main() -> int:
             up(opts)
         except DemoFailed as e:
             print(f"make demo: FAILED\n{e}", file=sys.stderr)
-            print("state, logs and pod logs: " + str(opts.state), file=sys.stderr)
+            print(f"state: {opts.state}; cluster logs: {opts.dir.resolve() / 'logs'}", file=sys.stderr)
             return 1
     return 0
 
