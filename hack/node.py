@@ -241,6 +241,18 @@ def registry_store() -> Path:
     return Path(os.environ.get("LABRADOR_CACHE", Path.home() / ".cache" / "labrador")) / "registry"
 
 
+#: the registry's store is a cache: past this size (old dependency layers pile up) it starts empty again
+REGISTRY_STORE_MAX_BYTES = 12 * 1024**3
+
+
+def trim_registry_store() -> None:
+    store = registry_store()
+    if store.exists():
+        size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file() and not f.is_symlink())
+        if size > REGISTRY_STORE_MAX_BYTES:
+            shutil.rmtree(store, ignore_errors=True)
+
+
 def registry_config(port: int) -> str:
     return (
         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
@@ -425,6 +437,7 @@ def start(
     path = f"{bins}:{bins / 'cni'}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     logs = d / "logs"
 
+    trim_registry_store()
     registry_store().mkdir(parents=True, exist_ok=True)
     (d / "registry.yml").write_text(registry_config(registry_port))
     # no tracing exporter (it would try localhost:4318 every 15 s)
