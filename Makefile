@@ -10,8 +10,9 @@ CLUSTER_DIR ?= .cluster
         crds-check chart-lint argocd-values cluster-up cluster-down demo demo-down clean
 # Debian packages the tests and the local cluster run for real: openssh-server (the ssh credential tests' sshd),
 # buildah + debootstrap (make images), skopeo (push to the registry), socat (the cluster's loopback forwarders),
-# iptables + conntrack (kube-proxy), libseccomp-dev (runc's seccomp, built by hack/build-node.sh)
-SYSTEM_PACKAGES := openssh-server buildah skopeo debootstrap socat iptables conntrack libseccomp-dev
+# iptables + conntrack (kube-proxy), iproute2 (the network namespace), libseccomp-dev + gcc (runc with seccomp
+# and the static pause, built by hack/build-node.sh)
+SYSTEM_PACKAGES := openssh-server buildah skopeo debootstrap socat iptables conntrack iproute2 libseccomp-dev gcc libc6-dev
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
