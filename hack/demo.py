@@ -282,7 +282,7 @@ def smollm2_gguf() -> Path:
 
 
 def model_cache() -> Path:
-    return Path(os.environ.get("LABRADOR_CACHE", Path.home() / ".cache" / "labrador")) / "demo-models"
+    return node_mod.labrador_cache() / "demo-models"
 
 
 def _link_tree(src: Path, dest: Path) -> None:

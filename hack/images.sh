@@ -23,12 +23,8 @@ have() { bah inspect --type image "$1" >/dev/null 2>&1; }
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 # the names the images are published under (the chart's defaults: its appVersion is this version)
 IMAGE_REGISTRY="${IMAGE_REGISTRY:-ghcr.io/labrador-dev}"
-published() { # name variant
-  case "$2" in
-    "") echo "$IMAGE_REGISTRY/$1:$version" ;;
-    gpu) echo "$IMAGE_REGISTRY/$1:$version" ;;
-    *) echo "$IMAGE_REGISTRY/$1:$version-$2" ;;
-  esac
+published() { # name variant: the operator and the gpu trainer at the version, other variants suffixed
+  if [[ -z "$2" || "$2" == gpu ]]; then echo "$IMAGE_REGISTRY/$1:$version"; else echo "$IMAGE_REGISTRY/$1:$version-$2"; fi
 }
 if [[ "${1:-}" == --names ]]; then
   echo "labrador-operator $(published labrador-operator "")"

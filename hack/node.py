@@ -238,7 +238,7 @@ def corefile(kubeconfig: Path) -> str:
 def registry_store() -> Path:
     """The registry's blobs outlive a cluster (content-addressed, so a cache by content hash): pushing an image
     whose layers a former cluster already got sends only the new layers."""
-    return Path(os.environ.get("LABRADOR_CACHE", Path.home() / ".cache" / "labrador")) / "registry"
+    return labrador_cache() / "registry"
 
 
 #: the registry's store is a cache: past this size (old dependency layers pile up) it starts empty again
@@ -288,9 +288,13 @@ def pause_tag() -> str:
     return "3.10-labrador"
 
 
+def labrador_cache() -> Path:
+    return Path(os.environ.get("LABRADOR_CACHE", Path.home() / ".cache" / "labrador"))
+
+
 def image_storage() -> str:
     """hack/images.sh's containers-storage, as a skopeo transport prefix."""
-    cache = Path(os.environ.get("LABRADOR_CACHE", Path.home() / ".cache" / "labrador"))
+    cache = labrador_cache()
     runroot = Path(os.environ.get("XDG_RUNTIME_DIR", "/run")) / "labrador-containers"
     return f"containers-storage:[overlay@{cache / 'containers' / 'storage'}+{runroot}]"
 

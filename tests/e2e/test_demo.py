@@ -15,16 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import load_script
+from tests.e2e.conftest import demo
 
 pytestmark = pytest.mark.e2e
 
 #: wall-time budget of the demo path (control plane to summary), seconds: measured 517 s warm (full demo sizes) and
 #: 914 s cold (model preparation, vLLM's CPU compile) on a loaded 2-core machine
 BUDGET_SECONDS = 1200
-
-
-demo = load_script("labrador_hack_demo", "hack/demo.py")
 
 
 @pytest.mark.timeout(BUDGET_SECONDS + 300)  # room for `down` after a failure
