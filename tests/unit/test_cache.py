@@ -165,3 +165,42 @@ def test_resync_forgets_what_two_lists_in_a_row_lack() -> None:
     )
     assert c.parent("finetunejobs", "a", "new") is not None and c.parent("finetunejobs", "a", "kept") is not None
     assert set(c.children(("a", "finetunejob", "kept")).jobs) == {"kept-knowledge"}
+
+
+def test_children_of_globbed_namespaces_are_listed_with_the_namespaces_unfiltered(monkeypatch: Any) -> None:
+    """With namespace globs the cache's LIST first lists the cluster's namespaces: without the children's label
+    selector (no namespace carries it — every child went missing from the startup load, and the resync then forgot
+    every child the watches had brought)."""
+    from urllib.parse import urlencode
+
+    from labrador_operator.handlers import client
+
+    asked: list[str] = []
+    world = {
+        "/api/v1/namespaces": [{"metadata": {"name": n}} for n in ("g-1", "g-2", "other")],
+        "/apis/batch/v1/namespaces/g-1/jobs": [child("Job", "j1", "p", ns="g-1")],
+        "/apis/batch/v1/namespaces/g-2/jobs": [],
+    }
+
+    class Response:
+        def __init__(self, data: bytes) -> None:
+            self.status, self.data = 200, data
+
+        def read(self) -> bytes:
+            return self.data
+
+    class Api:
+        def param_serialize(self, method: str, path: str, query_params: list[Any], **_: Any) -> tuple[str, str]:
+            return path, urlencode(query_params)
+
+        def call_api(self, path: str, query: str, **_: Any) -> Response:
+            asked.append(f"{path}?{query}")
+            selector = dict(q.split("=", 1) for q in query.split("&")).get("labelSelector")
+            items = [] if path == "/api/v1/namespaces" and selector else world[path]
+            return Response(json.dumps({"items": items}).encode())
+
+    monkeypatch.setattr(client, "api", Api)
+    jobs = list(client.list_objects("Job", MANAGED, ("g-*",)))
+    assert [j["metadata"]["name"] for j in jobs] == ["j1"]
+    assert asked[0] == "/api/v1/namespaces?limit=100"
+    assert all("labelSelector=app.kubernetes.io" in q for q in asked[1:]) and len(asked) == 3

@@ -151,11 +151,11 @@ def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (
     root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
     c = api()
 
-    def fetcher(path: str) -> Callable[[str | None], bytes]:
+    def fetcher(path: str, selector: str = label_selector) -> Callable[[str | None], bytes]:
         def fetch(token: str | None) -> bytes:
             query: list[tuple[str, Any]] = [("limit", page)]
-            if label_selector:
-                query.append(("labelSelector", label_selector))
+            if selector:
+                query.append(("labelSelector", selector))
             if token:
                 query.append(("continue", token))
             request = c.param_serialize(
@@ -173,9 +173,10 @@ def list_objects(what: str, label_selector: str, namespaces: tuple[str, ...] = (
     if not namespaces:
         yield from pages(fetcher(f"{root}/{plural}"))
         return
-    # per namespace (a namespaced operator may not list cluster-wide); globs matched against the namespaces
+    # per namespace (a namespaced operator may not list cluster-wide); globs matched against the namespaces — all
+    # of them: the children's label selector is not the namespaces' (with it, no namespace and so no child was found)
     if any(ch in ns for ns in namespaces for ch in "*?[!"):
-        found = [(item.get("metadata") or {}).get("name", "") for item in pages(fetcher("/api/v1/namespaces"))]
+        found = [(item.get("metadata") or {}).get("name", "") for item in pages(fetcher("/api/v1/namespaces", ""))]
         names = [ns for ns in found if watched(ns, namespaces)]
     else:
         names = list(namespaces)
