@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from labrador_operator import metrics
 from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_MANAGED_BY, MANAGED_BY
 from labrador_operator.reconcile.observe import Children, JobState, PodState, job_state, parent_key, pod_state
 
@@ -253,6 +254,8 @@ class Cache:
             touched = self._forget(gone)
         if gone:
             log.info("resync: forgot %d object(s) whose deletion the watches missed", len(gone))
+            for store, _, _ in gone:
+                metrics.CACHE_FORGOTTEN.labels(store.removeprefix("parent:")).inc()
         return touched
 
     def sizes(self) -> dict[str, int]:

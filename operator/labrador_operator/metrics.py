@@ -14,3 +14,10 @@ RECONCILE_SECONDS = Histogram(
 CHILDREN_CREATED = Counter("labrador_operator_children_created_total", "Children created", ["kind", "child"])
 STATUS_PATCHES = Counter("labrador_operator_status_patches_total", "Status patches written", ["kind"])
 JOBS_BY_PHASE = Gauge("labrador_operator_resources", "Labrador resources by kind and phase", ["kind", "phase"])
+#: entries Cache.resync dropped because two LISTs in a row lacked them: deletions the watches missed ("ghosts"), by
+#: cache store (finetunejobs, syntheticdatajobs, taxonomies, jobs, pods, configmaps, services)
+CACHE_FORGOTTEN = Counter(
+    "labrador_operator_cache_forgotten_total",
+    "Cached objects the resync dropped (deletions the watches missed)",
+    ["store"],
+)

@@ -154,11 +154,21 @@ def test_resync_forgets_what_two_lists_in_a_row_lack() -> None:
         assert what in (*PARENTS, *CHILD_KINDS)
         return world.get(what, [])
 
+    from prometheus_client import REGISTRY
+
+    def forgotten() -> dict[str, float]:  # labrador_operator_cache_forgotten_total by store
+        return {
+            s: REGISTRY.get_sample_value("labrador_operator_cache_forgotten_total", {"store": s}) or 0.0
+            for s in ("finetunejobs", "jobs", "pods")
+        }
+
+    before = forgotten()
     assert c.resync(lister) == set()  # first absence: suspects only
     assert c.parent("finetunejobs", "a", "ghost") is not None and c.parent("finetunejobs", "a", "new") is not None
     world["finetunejobs"].append(parent("new"))  # "new" was being created during the first LIST
     touched = c.resync(lister)
     assert touched == {("a", "finetunejob", "ghost")}
+    assert {s: n - before[s] for s, n in forgotten().items()} == {"finetunejobs": 1, "jobs": 1, "pods": 0}
     assert (
         c.parent("finetunejobs", "a", "ghost") is None
         and "ghost-knowledge" not in c.children(("a", "finetunejob", "ghost")).jobs
