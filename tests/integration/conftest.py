@@ -113,9 +113,8 @@ RELEASE = "labrador"
 RELEASE_NS = "labrador-system"
 
 
-@pytest.fixture(scope="session")
-def installed(kube: Kube) -> Kube:
-    """The chart installed once (CRDs, RBAC, operator Deployment), CRDs established."""
+def install_chart(kube: Kube) -> Kube:
+    """The chart (CRDs, RBAC, operator Deployment) installed, CRDs established."""
     kube.helm(
         "install",
         RELEASE,
@@ -129,6 +128,12 @@ def installed(kube: Kube) -> Kube:
     for crd in ("taxonomies", "syntheticdatajobs", "finetunejobs"):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.labrador.dev", "--timeout=60s")
     return kube
+
+
+@pytest.fixture(scope="session")
+def installed(kube: Kube) -> Kube:
+    """The chart installed once."""
+    return install_chart(kube)
 
 
 @contextlib.contextmanager
@@ -180,9 +185,13 @@ def one_phase_job(name: str, annotations: dict[str, str] | None = None, **run_po
 @pytest.fixture(scope="session")
 def operator_kubeconfig(installed: Kube, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig for the chart's ServiceAccount: the operator runs with exactly the chart's RBAC."""
-    token = installed.kubectl("create", "token", "labrador", "-n", RELEASE_NS, "--duration=4h").stdout.strip()
-    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
-    cluster_mod.write_kubeconfig(path, installed.cluster.server, installed.cluster.ca, token, user="labrador")
+    return service_account_kubeconfig(installed, tmp_path_factory.mktemp("operator") / "kubeconfig")
+
+
+def service_account_kubeconfig(kube: Kube, path: Path) -> Path:
+    """``path``: a kubeconfig with a token of the chart's ServiceAccount (the chart installed in ``kube``)."""
+    token = kube.kubectl("create", "token", "labrador", "-n", RELEASE_NS, "--duration=4h").stdout.strip()
+    cluster_mod.write_kubeconfig(path, kube.cluster.server, kube.cluster.ca, token, user="labrador")
     return path
 
 
