@@ -331,6 +331,34 @@ def test_an_unschedulable_phase_says_so_in_the_running_condition(
     assert s["phase"] == "Pending"
 
 
+def test_pods_the_namespace_does_not_allow_say_why_on_the_resource(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """A ResourceQuota smaller than one rank's request: the API server refuses the phase's pods, so the Job has none
+    and Kubernetes says why only in the Job controller's FailedCreate Event — the operator puts that on the Running
+    condition; once the quota is lifted the pods come and the reason goes."""
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small"},
+             "spec": {"hard": {"requests.cpu": "1500m"}}}  # fmt: skip
+    installed.apply(quota, namespace)
+    obj = _ft("greedy", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"].update(nodes=1, cpu="2")
+    installed.apply(obj, namespace)
+
+    def running() -> dict[str, Any]:
+        conds = _status(installed, namespace, "greedy").get("conditions", [])
+        return next((c for c in conds if c["type"] == "Running"), {})
+
+    cond = wait_for(lambda: (c := running()).get("reason") == "FailedCreate" and c, timeout=90, what="FailedCreate")
+    assert cond["status"] == "False" and "exceeded quota: small" in cond["message"], cond
+    assert "phase only" in cond["message"] and "greedy-only" in cond["message"], cond
+    assert _status(installed, namespace, "greedy")["phase"] == "Pending"
+    assert not _list(installed, "pods", namespace), "the quota admitted no pod"
+
+    installed.kubectl("delete", "resourcequota", "small", "-n", namespace)
+    wait_for(lambda: running().get("reason") not in (None, "FailedCreate"), timeout=120, what="the reason gone")
+    assert _list(installed, "pods", namespace)
+
+
 def test_a_crashed_rank_restarts_the_phase_as_a_group(
     installed: Kube, operator: Any, namespace: str, workspace: str
 ) -> None:

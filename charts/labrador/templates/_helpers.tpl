@@ -71,6 +71,11 @@ app.kubernetes.io/component: operator
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Read only for a Job still short of its pods: the Job controller's FailedCreate Event is the one place Kubernetes
+# says why (quota, LimitRange, Pod Security), and the operator puts it on the resource's Running condition.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
   verbs: ["get", "list", "watch", "create", "patch"]
