@@ -107,17 +107,6 @@ def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any])
             raise
 
 
-def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kubernetes.client.CustomObjectsApi(api()).get_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, plural, name
-        )
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-
-
 def get_object(group: str, version: str, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
     """A custom object of any group, cluster-scoped when ``namespace`` is None; None when it does not exist."""
     custom = kubernetes.client.CustomObjectsApi(api())
