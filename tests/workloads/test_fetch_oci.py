@@ -230,6 +230,11 @@ def test_logins_for_other_hosts_are_never_sent(
     refused with the registry's answer; nothing reaches the other hosts and the registry sees no username."""
     config = _config(tmp_path / "config.json", _strangers(registry, double.host))
     dest = tmp_path / "cache" / "tiny"
+    # nor does a ~/.netrc (requests reads one by itself): the login comes from the registry config or nowhere
+    (tmp_path / "cache" / "home").mkdir(parents=True)
+    netrc = tmp_path / "cache" / "home" / ".netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {STRANGER} password {STRANGER_PASSWORD}\n")
+    netrc.chmod(0o600)
     before = len(registry.log_text())
     out = _fetch(f"oci://{registry.host}/{REPO}", dest, config, registry.ca)
     assert out.returncode == 1, out.stderr

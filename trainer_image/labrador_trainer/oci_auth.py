@@ -16,7 +16,8 @@ What leaves the process, and where to:
   auth.docker.io, GitLab's gitlab.com for registry.gitlab.com) is refused rather than trusted. Without a login the
   token is asked for anonymously, wherever the service is. Token requests never follow redirects.
 - The bearer token it returns goes to the registry only; requests drops ``Authorization`` on a redirect to another
-  host (blob stores, CDNs).
+  host (blob stores, CDNs). requests' own ``~/.netrc`` lookup is off for the registry's requests (a redirect
+  elsewhere still gets that other host's netrc entry, as with any requests client).
 
 The secret values never reach an exception message or a log line: errors name the config file, the ``auths`` key
 and the field.
@@ -148,6 +149,11 @@ def registry_errors(response: requests.Response) -> str:
     return "; ".join(messages)[:300]
 
 
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A session-wide requests auth that adds nothing: its presence stops requests from reading ~/.netrc."""
+    return request
+
+
 class RegistryAuth(oras.auth.TokenAuth):
     """oras-py auth backend: answers ``host``'s challenges with ``login`` (or anonymously), https only."""
 
@@ -164,6 +170,9 @@ class RegistryAuth(oras.auth.TokenAuth):
         self.sent_credentials = False  # a request carried the login (then a 401 means it was rejected)
         self.denial = ""  # the last 401/403's status and registry message
         session.hooks["response"].append(self._remember_denial)
+        # requests would otherwise put a ~/.netrc login for the host on any request without one of ours; the
+        # session keeps reading the environment for proxies and REQUESTS_CA_BUNDLE
+        session.auth = _no_netrc
 
     def _remember_denial(self, response: requests.Response, *args: object, **kwargs: object) -> None:
         """The last refusal, cleared by any later success (the first 401 of each request is only a challenge)."""
