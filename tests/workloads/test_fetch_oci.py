@@ -251,6 +251,32 @@ def test_logins_for_other_hosts_are_never_sent(
     assert not dest.exists()
 
 
+def test_the_entry_is_chosen_by_exact_host_and_port(tmp_path: Path) -> None:
+    """docker's key forms name a host[:port]; an exact ``host`` key wins over a URL form of it; no prefix, suffix or
+    port-less match ever counts; the login's repr holds no secret."""
+    from labrador_trainer.oci_auth import load_login
+
+    config = _config(
+        tmp_path / "config.json",
+        {
+            "https://r.example/v1/": _auth("url-form", "p1"),
+            "r.example": _auth("exact", "p2"),
+            "R.Example:5000": {"username": "port", "password": "p3"},
+            "https://r.example.evil": _auth("suffix", "p4"),
+            "http://q.example": _auth("http-key", "p5"),
+        },
+    )
+    picked = {h: load_login(config, h) for h in ("r.example", "r.example:5000", "q.example", "r.example:443", "ex")}
+    assert {h: (x.username, x.password) if x else None for h, x in picked.items()} == {
+        "r.example": ("exact", "p2"),
+        "r.example:5000": ("port", "p3"),
+        "q.example": ("http-key", "p5"),  # the key's scheme says nothing: the login still goes over https only
+        "r.example:443": None,
+        "ex": None,
+    }
+    assert "p2" not in repr(picked["r.example"]) and "auths['r.example']" in repr(picked["r.example"])
+
+
 def test_a_malformed_config_exits_2_without_echoing_it(registry: Registry, tmp_path: Path) -> None:
     uri = f"oci://{registry.host}/{REPO}"
     cases = {
