@@ -394,6 +394,7 @@ def start(
     kwok_cidr: str = "127.1.0.0/16",
     cpu_nodes: int | None = None,
     real_node: bool = False,
+    audit_groups: tuple[str, ...] = (),
 ) -> Cluster:
     """Start the control plane in directory ``d`` (state, logs, pids, kubeconfig); register ``nodes`` GPU nodes
     and ``cpu_nodes`` CPU-only nodes (default: one when there are GPU nodes).
@@ -401,6 +402,10 @@ def start(
     ``real_node``: the whole cluster runs in a network namespace of its own with a real node beside the kwok ones
     (hack/node.py: kubelet, containerd, kube-proxy, CoreDNS, a loopback registry); clients on the host reach the API
     server and the registry through loopback forwarders on the same ports.
+
+    ``audit_groups``: the API server writes every request of these user groups (e.g. one namespace's service
+    accounts) to ``d/logs/audit.log`` (JSON lines, Metadata level: who, verb, resource, the authorizer's decision) —
+    what the RBAC audit test compares with the chart's rules.
     """
     d = d.resolve()
     stop_dir(d)
@@ -512,6 +517,7 @@ def start(
                 "--allow-privileged=true",
                 "--max-requests-inflight=1600",
                 "--max-mutating-requests-inflight=800",
+                *_audit_flags(d, audit_groups),
                 "--v=0",
             ]
         ),
@@ -627,6 +633,23 @@ def load(d: Path) -> Cluster:
         registry=info.get("registry"),
         netns=info.get("netns"),
     )
+
+
+def _audit_flags(d: Path, groups: tuple[str, ...]) -> list[str]:
+    if not groups:
+        return []
+    policy = {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [{"level": "Metadata", "userGroups": list(groups)}, {"level": "None"}],
+    }
+    (d / "audit-policy.json").write_text(json.dumps(policy))
+    return [
+        f"--audit-policy-file={d / 'audit-policy.json'}",
+        f"--audit-log-path={d / 'logs' / 'audit.log'}",
+        "--audit-log-format=json",  # blocking mode (the default): each request is in the file when it returns
+    ]
 
 
 def stop_dir(d: Path) -> None:

@@ -126,6 +126,11 @@ class WorkQueue:
             pool = self._ensure_pool()
         pool.submit(self._run, key)
 
+    def add_after(self, key: Hashable, delay: float) -> None:
+        """Name ``key`` again after ``delay`` seconds (a condition only time can change: the retry heap, no thread
+        of its own)."""
+        self._retries.schedule(key, delay)
+
     def _ensure_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix=self._name)

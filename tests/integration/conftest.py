@@ -27,10 +27,19 @@ pytestmark = pytest.mark.integration
 cluster_mod = load_script("labrador_hack_cluster", "hack/cluster.py")
 
 
+#: runs after every other integration test: it judges the chart's RBAC by what they made the operator do
+LAST = "test_rbac_audit.py"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    last = [i for i in items if i.fspath.basename == LAST]
+    if last:
+        rest = [i for i in items if i.fspath.basename != LAST]
+        end = max((n for n, i in enumerate(rest) if "integration" in str(i.fspath)), default=len(rest) - 1) + 1
+        items[:] = rest[:end] + last + rest[end:]
 
 
 @dataclass
@@ -97,7 +106,12 @@ def bin_dir() -> Path:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[Any]:
     """One real control plane for the whole session (etcd, apiserver, controller-manager, scheduler, kwok)."""
-    c = cluster_mod.start(tmp_path_factory.mktemp("cluster"), nodes=2, bin_dir=bin_dir)
+    c = cluster_mod.start(
+        tmp_path_factory.mktemp("cluster"),
+        nodes=2,
+        bin_dir=bin_dir,
+        audit_groups=(f"system:serviceaccounts:{RELEASE_NS}",),  # the operator's requests (test_rbac_audit.py)
+    )
     try:
         yield c
     finally:
@@ -111,20 +125,14 @@ def kube(cluster: Any) -> Kube:
 
 RELEASE = "labrador"
 RELEASE_NS = "labrador-system"
+INSTALL_VALUES = ("--set", "operator.peering.enabled=true")
 
 
 def install_chart(kube: Kube) -> Kube:
-    """The chart (CRDs, RBAC, operator Deployment) installed, CRDs established."""
-    kube.helm(
-        "install",
-        RELEASE,
-        str(ROOT / "charts" / "labrador"),
-        "-n",
-        RELEASE_NS,
-        "--create-namespace",
-        "--wait=false",
-        timeout=180,
-    )
+    """The chart (CRDs, RBAC, operator Deployment) installed, CRDs established. Peering on, so the chart grants what
+    the peering tests' replicas use (test_rbac_audit.py holds the chart to exactly that)."""
+    kube.helm("install", RELEASE, str(ROOT / "charts" / "labrador"), *INSTALL_VALUES, "-n", RELEASE_NS,
+              "--create-namespace", "--wait=false", timeout=180)  # fmt: skip
     for crd in ("taxonomies", "syntheticdatajobs", "finetunejobs"):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.labrador.dev", "--timeout=60s")
     return kube

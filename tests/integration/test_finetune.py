@@ -331,6 +331,53 @@ def test_an_unschedulable_phase_says_so_in_the_running_condition(
     assert s["phase"] == "Pending"
 
 
+def test_pods_the_namespace_does_not_allow_say_why_on_the_resource(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """A ResourceQuota smaller than one rank's request: the API server refuses the phase's pods, so the Job has none
+    and Kubernetes says why only in the Job controller's FailedCreate Event — the operator puts that on the Running
+    condition; once the quota is lifted the pods come and the reason goes."""
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small"},
+             "spec": {"hard": {"requests.cpu": "1500m"}}}  # fmt: skip
+    installed.apply(quota, namespace)
+    obj = _ft("greedy", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"].update(nodes=1, cpu="2")
+    installed.apply(obj, namespace)
+
+    def running() -> dict[str, Any]:
+        conds = _status(installed, namespace, "greedy").get("conditions", [])
+        return next((c for c in conds if c["type"] == "Running"), {})
+
+    cond = wait_for(lambda: (c := running()).get("reason") == "FailedCreate" and c, timeout=90, what="FailedCreate")
+    assert cond["status"] == "False" and "exceeded quota: small" in cond["message"], cond
+    assert "phase only" in cond["message"] and "greedy-only" in cond["message"], cond
+    assert _status(installed, namespace, "greedy")["phase"] == "Pending"
+    assert not _list(installed, "pods", namespace), "the quota admitted no pod"
+
+    installed.kubectl("delete", "resourcequota", "small", "-n", namespace)
+    wait_for(lambda: running().get("reason") not in (None, "FailedCreate"), timeout=120, what="the reason gone")
+    assert _list(installed, "pods", namespace)
+
+
+def test_rdma_in_a_restricted_namespace_says_why_on_the_resource(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """RDMA asks for IPC_LOCK, which Pod Security "restricted" forbids: admission refuses the ranks, and the
+    FineTuneJob's Running condition carries Pod Security's own words (which capability, which level)."""
+    installed.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    obj = _ft("infiniband", phases=[{"name": "only", "dataset": "knowledge"}])
+    obj["spec"]["resources"]["rdma"] = {"resourceName": "rdma/rdma_shared_device_a"}
+    installed.apply(obj, namespace)
+
+    def running() -> dict[str, Any]:
+        conds = _status(installed, namespace, "infiniband").get("conditions", [])
+        return next((c for c in conds if c["type"] == "Running"), {})
+
+    cond = wait_for(lambda: (c := running()).get("reason") == "FailedCreate" and c, timeout=90, what="FailedCreate")
+    assert "PodSecurity" in cond["message"] and "restricted" in cond["message"], cond
+    assert "IPC_LOCK" in cond["message"], cond
+
+
 def test_a_crashed_rank_restarts_the_phase_as_a_group(
     installed: Kube, operator: Any, namespace: str, workspace: str
 ) -> None:
@@ -368,3 +415,27 @@ def test_a_crashed_rank_restarts_the_phase_as_a_group(
     s = wait_for(lambda: (s := _status(installed, namespace, "gang")).get("phase") == "Succeeded" and s, timeout=90,
                  what="Succeeded after the group restart")  # fmt: skip
     assert s["phases"][0]["state"] == "Succeeded" and s["restarts"] >= 1
+
+
+def test_an_older_labradors_finalizer_is_taken_off(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """An older Labrador ran per-object kopf timers, which put kopf's finalizer on its resources; this one needs none
+    and takes it off (a patch: the one write on the kinds themselves), so deleting such a resource is never
+    blocked."""
+    objs = [_ft("legacy", phases=[{"name": "only", "dataset": "knowledge"}])]
+    for kind in ("taxonomy", "syntheticdatajob"):
+        obj = copy.deepcopy(load_example(kind))
+        obj["metadata"] = {"name": "legacy"}
+        objs.append(obj)
+    for obj in objs:
+        obj["metadata"]["finalizers"] = ["labrador.dev/finalizer"]
+        installed.apply(obj, namespace)
+    for obj in objs:
+        kind = obj["kind"].lower()
+        wait_for(
+            lambda kind=kind: not installed.get(kind, "legacy", namespace)["metadata"].get("finalizers"),
+            timeout=60,
+            what=f"the old finalizer taken off the {kind}",
+        )
+        installed.kubectl("delete", kind, "legacy", "-n", namespace, "--timeout=30s")

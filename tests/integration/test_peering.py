@@ -2,7 +2,8 @@
 the first dies — no child is ever created twice.
 
 Runs its own `labrador-operator` processes (as the chart's ServiceAccount) on one `p-*` namespace, with the peering
-CRDs rendered from the chart (`operator.peering.enabled`); the operator creates its KopfPeering object itself.
+CRDs and rules of the chart (the tier installs it with `operator.peering.enabled`); the operator creates its
+KopfPeering object itself — and, watching the whole cluster, a ClusterKopfPeering.
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, Kube, bind_claim, one_phase_job, scratch_namespace, wait_for
+from tests.integration.conftest import Kube, bind_claim, one_phase_job, scratch_namespace, wait_for
 from tests.integration.test_restart import OperatorProcess
 
 
 @pytest.fixture
 def p_namespace(installed: Kube) -> Iterator[str]:
-    rendered = installed.helm(
-        "template", "labrador", str(ROOT / "charts" / "labrador"),
-        "--set", "operator.peering.enabled=true", "--show-only", "templates/kopf-peering-crds.yaml",
-    ).stdout  # fmt: skip
-    installed.kubectl("apply", "-f", "-", input=rendered)
     installed.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
     with scratch_namespace(installed, "p") as name:
         yield name
@@ -101,3 +98,36 @@ def test_standby_replica_takes_over_without_duplicates(
     assert "sampler paused" in standby_log and "sampler active" in standby_log, standby_log[-3000:]
     assert "sampler paused" not in (tmp_path / "active.log").read_text()
     assert "cannot read peering" not in standby_log
+
+
+def test_a_cluster_wide_replica_keeps_its_presence_in_a_cluster_peering(
+    installed: Kube, operator_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Watching the whole cluster, a replica creates its ClusterKopfPeering, announces itself in it and renews that
+    (kopf's keep-alive) while its progress sampler reads it each round to know whether it is outranked."""
+    kube = installed
+    kube.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    op = OperatorProcess(
+        operator_kubeconfig,
+        tmp_path / "cluster.log",
+        namespace=None,
+        args=("--peering=labrador-cluster", "--priority=100"),
+        LABRADOR_PEERING_LIFETIME="6",
+        LABRADOR_POD_ANNOTATIONS="",
+    )
+
+    def presence() -> dict[str, Any]:
+        out = kube.kubectl("get", "clusterkopfpeering", "labrador-cluster", "-o", "json", check=False)
+        status = (json.loads(out.stdout).get("status") or {}) if out.returncode == 0 else {}
+        return next(iter(status.values()), {}) if status else {}
+
+    op.start()
+    try:
+        first = wait_for(lambda: presence().get("lastseen") and presence(), timeout=60, what="the replica's presence")
+        assert first["priority"] == 100, first
+        wait_for(lambda: presence().get("lastseen", "") > first["lastseen"], timeout=60, what="a keep-alive")
+    finally:
+        op.stop()
+        kube.kubectl("delete", "clusterkopfpeering", "labrador-cluster", "--wait=false", check=False)
+    text = (tmp_path / "cluster.log").read_text()
+    assert "Traceback" not in text and "cannot read peering" not in text, text[-3000:]

@@ -22,10 +22,10 @@ from tests.integration.conftest import Kube, bind_claim, cluster_mod, scratch_na
 
 
 class OperatorProcess:
-    """`labrador-operator` as a child process (restricted to ``namespace``, a name or a glob)."""
+    """`labrador-operator` as a child process (restricted to ``namespace``, a name or a glob; None: the cluster)."""
 
     def __init__(
-        self, kubeconfig: Path, log: Path, namespace: str = "r-*", args: tuple[str, ...] = (), **env: str
+        self, kubeconfig: Path, log: Path, namespace: str | None = "r-*", args: tuple[str, ...] = (), **env: str
     ) -> None:
         self.kubeconfig, self.log, self.namespace, self.args, self.env = kubeconfig, log, namespace, args, env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -37,7 +37,7 @@ class OperatorProcess:
             self.proc = subprocess.Popen(
                 [
                     str(exe),
-                    f"--namespace={self.namespace}",
+                    f"--namespace={self.namespace}" if self.namespace else "--all-namespaces",
                     "--metrics-port=0",
                     f"--liveness=http://127.0.0.1:{cluster_mod.free_port()}/healthz",
                     *self.args,

@@ -170,6 +170,78 @@ def test_remote_models_are_fetched_with_credentials_from_env_only() -> None:
     assert pvc.volumes[0]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
 
 
+def test_an_oci_models_registry_config_is_a_file_for_its_fetch_step_only() -> None:
+    """An oci:// Secret is a kubernetes.io/dockerconfigjson one: only its .dockerconfigjson key, mounted read-only
+    as a file into the init step that fetches that model (never env, never the main container); its path, not its
+    content, is in argv. hf:// and s3:// keep their Secret as envFrom of the fetch step."""
+    from labrador_operator.api.sdg import SyntheticDataJobSpec
+    from labrador_operator.builders import sdg as sb
+    from labrador_operator.builders.models import REGISTRY_CONFIG, REGISTRY_CONFIG_DIR
+
+    m = model_mount(ModelSource(uri="oci://quay.io/acme/granite:8b", secret_ref={"name": "pull"}), "base-model")
+    assert m.env_from == [] and m.volumes == [] and m.mounts == []
+    assert m.fetch is not None and m.fetch[m.fetch.index("--registry-config") + 1] == REGISTRY_CONFIG
+    assert REGISTRY_CONFIG.startswith(REGISTRY_CONFIG_DIR + "/") and "pull" not in m.fetch
+    volume = {
+        "name": "base-model-registry-config",
+        "secret": {
+            "secretName": "pull",
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            "defaultMode": 0o400,
+        },
+    }
+    assert m.fetch_volumes == [volume]
+    mount = {"name": "base-model-registry-config", "mountPath": REGISTRY_CONFIG_DIR, "readOnly": True}
+    assert m.fetch_mounts == [mount]
+    anonymous = model_mount(ModelSource(uri="oci://quay.io/acme/granite:8b"), "base-model")
+    assert anonymous.fetch is not None and "--registry-config" not in anonymous.fetch and not anonymous.fetch_volumes
+
+    # in every pod that fetches it: the pod has the volume, the fetch step mounts it, nothing else sees it
+    judge = {
+        "judge": {"model": {"uri": "oci://r.example:5000/judges/j@sha256:" + "a" * 64, "secretRef": {"name": "jp"}}}
+    }
+    ft = spec(model={"uri": "oci://quay.io/acme/granite:8b", "secretRef": {"name": "pull"}}, evaluation=judge)
+    sdg = SyntheticDataJobSpec.model_validate(
+        {"taxonomyRef": {"name": "t"}, "teacher": {"model": {"uri": "oci://r.io/t/m:1", "secretRef": {"name": "tp"}}}}
+    )
+    pods = {
+        "phase": b.build_phase_job(OWNER, ft, "knowledge", SETTINGS)["spec"]["template"]["spec"],
+        "evaluate": b.build_evaluate_job(OWNER, ft, SETTINGS)["spec"]["template"]["spec"],
+        "generate": sb.build_generate_job(sb.Owner("ns", "d", "u"), sdg, SETTINGS)["spec"]["template"]["spec"],
+    }
+    expect = {
+        "phase": {"fetch-model-0": ("base-model-registry-config", "pull")},
+        "evaluate": {
+            "fetch-model-0": ("base-model-registry-config", "pull"),
+            "fetch-model-1": ("judge-model-registry-config", "jp"),
+        },
+        "generate": {"fetch-model-0": ("teacher-registry-config", "tp")},
+    }
+    for kind, pod in pods.items():
+        secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+        inits = {c["name"]: c for c in pod["initContainers"]}
+        assert sorted(inits) == sorted(expect[kind]), kind
+        for init_name, (volume_name, secret_name) in expect[kind].items():
+            init = inits[init_name]
+            assert secrets[volume_name]["secretName"] == secret_name
+            assert secrets[volume_name]["items"] == [{"key": ".dockerconfigjson", "path": "config.json"}]
+            mine = [vm for vm in init["volumeMounts"] if vm["name"].endswith("-registry-config")]
+            assert mine == [{"name": volume_name, "mountPath": REGISTRY_CONFIG_DIR, "readOnly": True}], kind
+            assert init["command"][init["command"].index("--registry-config") + 1] == REGISTRY_CONFIG
+        assert sorted(secrets) == sorted(v for v, _ in expect[kind].values()), kind
+        for c in [*pod["containers"], *pod["initContainers"]]:
+            assert "envFrom" not in c, (kind, c["name"])
+        assert not [vm for vm in pod["containers"][0]["volumeMounts"] if vm["name"] in secrets], kind
+
+    # hf:// and s3://: the Secret stays envFrom of the fetch step, no volume
+    for uri in ("hf://ibm-granite/granite-3.1-8b-base@main", "s3://models/granite"):
+        pod = b.build_phase_job(OWNER, spec(model={"uri": uri, "secretRef": {"name": "creds"}}), "knowledge", SETTINGS)
+        pod = pod["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["envFrom"] == [{"secretRef": {"name": "creds"}}] and "--registry-config" not in init["command"]
+        assert not [v for v in pod["volumes"] if "secret" in v]
+
+
 def test_judge_api_key_comes_from_a_secret_reference() -> None:
     s = spec(
         evaluation={

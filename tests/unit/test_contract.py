@@ -105,6 +105,12 @@ def test_model_fetch_init_step_parses_in_the_trainer_cli() -> None:
         args = build_parser().parse_args(mount.fetch[1:])
         assert args.uri == uri and args.dest == mount.path and args.endpoint == endpoint
         assert parse(uri).scheme == uri.split(":", 1)[0]
+    # an oci:// source's Secret: its file's path reaches the fetch step as --registry-config
+    from labrador_operator.builders.models import REGISTRY_CONFIG
+
+    oci = model_mount(ModelSource(uri="oci://r.io/a/m:1", secret_ref={"name": "pull"}), "base")
+    assert oci.fetch is not None
+    assert build_parser().parse_args(oci.fetch[1:]).registry_config == REGISTRY_CONFIG
 
 
 def test_workload_summaries_parse_whole_in_the_operators_result_models(tmp_path: Path) -> None:

@@ -231,6 +231,30 @@ def test_pod_problems_become_the_running_condition() -> None:
     assert conds(up)["Running"] == ("True", "Training") and up.status["phase"] == "Running"
 
 
+def test_refused_pods_become_the_running_condition() -> None:
+    """A Job whose pods the API server refused (quota, LimitRange, Pod Security) has none: the FailedCreate reason
+    the handlers found is the Running condition's; only Jobs short of live pods count as missing them."""
+    refused = ("FailedCreate", 'pods "ft-knowledge-0-x" is forbidden: exceeded quota: small, requested: cpu=4')
+    kids = Children(jobs={"ft-knowledge": job("ft-knowledge")}, job_problems={"ft-knowledge": refused})
+    running = next(c for c in run(spec(), kids).status["conditions"] if c["type"] == "Running")
+    assert (running["status"], running["reason"]) == ("False", "FailedCreate") and "exceeded quota" in running[
+        "message"
+    ]
+
+    one = PodState("ft-knowledge-0-a", "ft-knowledge", 0, "Running", "10.0.0.1")
+    assert Children(jobs={"ft-knowledge": job("ft-knowledge", active=1)}, pods={one.name: one}).missing_pods(
+        "ft-knowledge"
+    ), "two ranks needed, one live"
+    two = PodState("ft-knowledge-1-a", "ft-knowledge", 1, "Pending", None)
+    full = Children(jobs={"ft-knowledge": job("ft-knowledge", active=2)}, pods={p.name: p for p in (one, two)})
+    assert not full.missing_pods("ft-knowledge")
+    assert not Children(jobs={"ft-knowledge": job("ft-knowledge", **DONE)}).missing_pods("ft-knowledge")
+    assert not Children(jobs={"ft-knowledge": job("ft-knowledge", suspended=True)}).missing_pods("ft-knowledge")
+    assert not Children().missing_pods("ft-knowledge")
+    # another parent's problems never come along with owned_by
+    assert Children(jobs={}, job_problems={"ft-knowledge": refused}).owned_by("uid").job_problems == {}
+
+
 def test_the_successful_attempts_result_wins() -> None:
     """After a retry both attempts' pods are there; the failed one's message must not become the phase's result,
     whichever the cache lists last."""

@@ -5,19 +5,24 @@ of a job may start it at once on a shared (RWX) workspace, so the download takes
 directory beside the destination and is renamed into place with a completion marker. A complete destination is a
 cache hit and touches no network.
 
-Sources and credentials (environment only, from the ModelSource's ``secretRef``; never in argv or logs):
+Sources and credentials (from the ModelSource's ``secretRef``; never in argv or logs):
 
-- ``hf://<org>/<name>[@<revision>]`` — Hugging Face Hub (``HF_TOKEN``; ``HF_ENDPOINT`` for a mirror) via
+- ``hf://<org>/<name>[@<revision>]`` — Hugging Face Hub (env ``HF_TOKEN``; ``HF_ENDPOINT`` for a mirror) via
   ``huggingface_hub.snapshot_download``.
-- ``s3://<bucket>/<prefix>`` — any S3-compatible store via boto3 (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+- ``s3://<bucket>/<prefix>`` — any S3-compatible store via boto3 (env ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
   ``--endpoint`` for a non-AWS store).
-- ``oci://<registry>/<repository>[:<tag>|@<digest>]`` — an OCI artifact (ORAS layout) via ``oras``
-  (``ORAS_USERNAME``/``ORAS_PASSWORD`` when the registry needs them).
+- ``oci://<registry>/<repository>[:<tag>|@<digest>]`` — an OCI artifact (ORAS layout) via ``oras``. A login comes
+  from ``--registry-config``, a docker config JSON (the ``.dockerconfigjson`` of a ``kubernetes.io/dockerconfigjson``
+  Secret, mounted as a file): only the ``auths`` entry for the reference's host[:port] is used (keys ``host``,
+  ``https://host``, ``https://host/v1/``...; ``auth`` or ``username``/``password``, or an ``identitytoken``), and it
+  is sent to that host only, over https (``oci_auth.py`` says exactly where). TLS is verified against certifi's CAs
+  or ``REQUESTS_CA_BUNDLE``. ``ORAS_INSECURE=1`` pulls over plain http, anonymously only: a login is refused there.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -26,6 +31,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labrador_trainer.oci_auth import RegistryLogin
 
 log = logging.getLogger("labrador_trainer.fetch")
 
@@ -70,13 +79,38 @@ def is_complete(dest: Path) -> bool:
     return (dest / MARKER).is_file()
 
 
-def fetch(uri: str, dest: str | Path, *, endpoint: str | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """Fetch ``uri`` into ``dest`` unless it is already there; safe to run from several processes at once."""
+def fetch(
+    uri: str,
+    dest: str | Path,
+    *,
+    endpoint: str | None = None,
+    env: Mapping[str, str] | None = None,
+    registry_config: str | Path | None = None,
+) -> Path:
+    """Fetch ``uri`` into ``dest`` unless it is already there; safe to run from several processes at once.
+
+    ``registry_config``: a docker config JSON with the login for an oci:// source's registry (oci:// only).
+    """
     source, dest = parse(uri), Path(dest)
     env = os.environ if env is None else env
+    if registry_config is not None and source.scheme != "oci":
+        raise SourceError(f"{uri}: a registry config is for oci:// sources only")
     if is_complete(dest):
         log.info("model already in the workspace cache: %s", dest)
         return dest
+    if source.scheme == "oci":
+        from labrador_trainer.oci_auth import load_login
+
+        login = load_login(Path(registry_config), _oci_host(source)) if registry_config is not None else None
+        if login and env.get("ORAS_INSECURE", "") in ("1", "true"):
+            raise SourceError(
+                f"{uri}: ORAS_INSECURE pulls over plain http; the login in {login.source} is only sent over https"
+            )
+        if registry_config is not None and login is None:
+            log.info("%s has no login for %s: pulling anonymously", registry_config, _oci_host(source))
+        puller = functools.partial(_oci, login=login)
+    else:
+        puller = {"hf": _hf, "s3": _s3}[source.scheme]
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest.parent / f".{dest.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another pod may be fetching the same model: wait for it
@@ -84,7 +118,7 @@ def fetch(uri: str, dest: str | Path, *, endpoint: str | None = None, env: Mappi
             return dest
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
-            {"hf": _hf, "s3": _s3, "oci": _oci}[source.scheme](source, tmp, endpoint, env)
+            puller(source, tmp, endpoint, env)
             files = [p for p in tmp.rglob("*") if p.is_file()]
             if not files:
                 raise FetchError(f"{uri}: the source holds no files")
@@ -145,22 +179,30 @@ def _s3(source: Source, out: Path, endpoint: str | None, env: Mapping[str, str])
         raise FetchError(f"s3://{source.location}/{source.revision}: {_first_line(e)}") from e
 
 
-def _oci(source: Source, out: Path, endpoint: str | None, env: Mapping[str, str]) -> None:
+def _oci_host(source: Source) -> str:
+    return source.location.split("/", 1)[0].lower()
+
+
+def _oci(
+    source: Source, out: Path, endpoint: str | None, env: Mapping[str, str], *, login: RegistryLogin | None
+) -> None:
+    import oras.auth
     import oras.client
 
-    insecure = env.get("ORAS_INSECURE", "") in ("1", "true")
-    client = oras.client.OrasClient(insecure=insecure)
-    if env.get("ORAS_USERNAME"):
-        client.login(
-            hostname=source.location.split("/", 1)[0],
-            username=env["ORAS_USERNAME"],
-            password=env.get("ORAS_PASSWORD", ""),
-            insecure=insecure,
-        )
+    from labrador_trainer.oci_auth import RegistryAuth
+
+    client = oras.client.OrasClient(insecure=env.get("ORAS_INSECURE", "") in ("1", "true"))
+    auth = RegistryAuth(client.session, _oci_host(source), login)
+    client.auth = auth
     try:
         client.pull(target=source.location, outdir=str(out))
     except Exception as e:  # oras raises plain exceptions (requests, ValueError) for registry failures
-        raise FetchError(f"oci://{source.location}: {type(e).__name__}: {_first_line(e)}") from e
+        message = f"oci://{source.location}: {type(e).__name__}: {_first_line(e)}"
+        if auth.denial and not isinstance(e, oras.auth.AuthenticationException):  # which says it all itself
+            message += f" ({auth.denial})"
+        if login and auth.sent_credentials and auth.denial:
+            message += f"; {_oci_host(source)} rejected the login in {login.source}"
+        raise FetchError(message) from e
 
 
 def _first_line(e: BaseException) -> str:

@@ -45,10 +45,10 @@ app.kubernetes.io/component: operator
 {{/* Rules the operator needs in every namespace it watches. Nothing more: no Secret access at all. */}}
 {{- define "labrador.namespacedRules" -}}
 # Only the verbs the operator uses. Its own kinds: listed and watched (kopf, the cache); patch only so kopf can take
-# off a finalizer that an older Labrador (per-object timers) put on; never update or delete.
+# off a finalizer that an older Labrador (per-object timers) put on; never get, update or delete.
 - apiGroups: ["labrador.dev"]
   resources: ["taxonomies", "syntheticdatajobs", "finetunejobs"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["labrador.dev"]
   resources: ["taxonomies/status", "syntheticdatajobs/status", "finetunejobs/status"]
   verbs: ["patch"]
@@ -68,12 +68,18 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-- apiGroups: ["", "events.k8s.io"]
+# Events: posted (kopf and the operator, core/v1); listed only for a Job still short of its pods: the Job
+# controller's FailedCreate Event is the one place Kubernetes says why (quota, LimitRange, Pod Security), and the
+# operator puts it on the resource's Running condition.
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "list"]
+{{- if include "labrador.peering" . }}
+# Peering of an operator that watches named namespaces: one KopfPeering in each (see the cluster-wide one above).
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
   verbs: ["get", "list", "watch", "create", "patch"]
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -140,8 +140,10 @@ class ModelSource(ApiModel):
     secret_ref: LocalObjectReference | None = Field(
         default=None,
         description=(
-            "Secret with credentials for the source: HF_TOKEN for hf://, AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY for s3://, .dockerconfigjson for oci://. Mounted as env only."
+            "Secret with credentials for the source, for the fetch step only: HF_TOKEN for hf://, "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3:// (as env); for oci:// a "
+            "kubernetes.io/dockerconfigjson Secret, whose .dockerconfigjson alone is mounted as a read-only file: "
+            "only its auths entry for the registry's host[:port] is used, sent to that host only, over https."
         ),
     )
     endpoint: str | None = Field(

@@ -240,7 +240,8 @@ def pod_spec(
 ) -> dict[str, Any]:
     """The pod spec every workload runs with: argv only, PSS-restricted, workspace and models mounted.
 
-    Models that are not on a PVC are fetched into the workspace cache by an init container first.
+    Models that are not on a PVC are fetched into the workspace cache by an init container first; a model's
+    ``fetch_volumes`` (an oci:// registry config) are the pod's but mounted by that init container only.
     """
     ws_volume, ws_mount = workspace_volume(workspace)
     volumes, mounts = [ws_volume], [ws_mount]
@@ -257,7 +258,7 @@ def pod_spec(
         mounts.append(mount)
     init_containers = []
     for m in models or []:
-        volumes = merge_by_name(volumes, m.volumes)
+        volumes = merge_by_name(volumes, [*m.volumes, *m.fetch_volumes])
         mounts = merge_by_name(mounts, m.mounts)
     volumes, mounts = share_claims(volumes, mounts)
     for i, m in enumerate(models or []):
@@ -267,7 +268,7 @@ def pod_spec(
                 "image": settings.workload_image,
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": m.fetch,
-                "volumeMounts": [ws_mount, *(mount for _, mount in scratch[:2])],
+                "volumeMounts": [ws_mount, *(mount for _, mount in scratch[:2]), *m.fetch_mounts],
                 "securityContext": restricted_security_context(),
                 "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
             }

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -18,6 +19,7 @@ from labrador_operator import memory, metrics
 from labrador_operator.cache import CACHE
 from labrador_operator.handlers import client
 from labrador_operator.progress import changed as progress_changed
+from labrador_operator.reconcile.observe import Children
 from labrador_operator.reconcile.plan import Plan, condition, status_diff
 from labrador_operator.settings import Settings
 from labrador_operator.workqueue import WorkQueue
@@ -103,6 +105,36 @@ QUEUE = WorkQueue(
 def enqueue(plural: str, namespace: str, name: str, context: contextvars.Context | None = None) -> None:
     """Reconcile this object from the cache soon (once, however often it is named before that)."""
     QUEUE.add((plural, namespace, name), context)
+
+
+#: a Job creates its pods within moments; only a Job still short of pods after this long is asked about
+POD_CREATION_GRACE = 10.0
+#: while a Job stays short of pods, look again this often (the Job controller retries its creates, backing off to 60 s)
+POD_CREATION_RECHECK = 20.0
+#: a FailedCreate Event last seen longer ago than this is about an earlier try, not today's shortage
+FAILED_CREATE_FRESH = 180.0
+
+
+def with_pod_creation_problems(plural: str, namespace: str, name: str, kids: Children) -> Children:
+    """Add to ``kids`` why the API server refused a Job's pods (quota, LimitRange, Pod Security admission): the Job
+    controller says it only in a ``FailedCreate`` Event, and no watch event tells the operator the pods never came.
+    Asks only about Jobs still short of pods after ``POD_CREATION_GRACE`` (one filtered read from the API server's
+    watch cache each), and names the parent again later while they stay short, so the reason appears — and goes once
+    the pods exist — without any other change."""
+    now = time.time()
+    for job in kids.jobs.values():
+        if not kids.missing_pods(job.name):
+            continue
+        age = now - datetime.fromisoformat(job.created).timestamp() if job.created else POD_CREATION_GRACE
+        if age < POD_CREATION_GRACE:
+            QUEUE.add_after((plural, namespace, name), POD_CREATION_GRACE - age)
+            continue
+        message = client.failed_create(namespace, job.uid, since=now - FAILED_CREATE_FRESH)
+        if message:
+            kids.job_problems[job.name] = ("FailedCreate", f"the API server refused the pods of Job {job.name}: "
+                                                          f"{message[:600]}")  # fmt: skip
+        QUEUE.add_after((plural, namespace, name), POD_CREATION_RECHECK)
+    return kids
 
 
 #: status this process wrote last, per object: a reconcile may run on a cached body older than its own patch

@@ -107,17 +107,6 @@ def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any])
             raise
 
 
-def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kubernetes.client.CustomObjectsApi(api()).get_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, plural, name
-        )
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-
-
 def get_object(group: str, version: str, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
     """A custom object of any group, cluster-scoped when ``namespace`` is None; None when it does not exist."""
     custom = kubernetes.client.CustomObjectsApi(api())
@@ -129,6 +118,27 @@ def get_object(group: str, version: str, plural: str, name: str, namespace: str 
         if e.status == 404:
             return None
         raise
+
+
+def failed_create(namespace: str, job_uid: str, since: float) -> str | None:
+    """The newest message of the Job controller's ``FailedCreate`` Events for one Job seen after ``since`` (epoch
+    seconds): why the API server refused the Job's pods (quota, LimitRange, Pod Security admission). Kubernetes says
+    it nowhere else — the Job's status only shows no pods. Read from the API server's watch cache
+    (resourceVersion=0), filtered there; None when there is none."""
+    events = kubernetes.client.CoreV1Api(api()).list_namespaced_event(
+        namespace,
+        field_selector=f"involvedObject.uid={job_uid},reason=FailedCreate",
+        resource_version="0",
+        _request_timeout=30,
+    )
+    newest: tuple[float, str] | None = None
+    for e in events.items:
+        when = e.last_timestamp or e.event_time or (e.series.last_observed_time if e.series else None)
+        when = when or e.first_timestamp or e.metadata.creation_timestamp
+        t = when.timestamp() if when is not None else 0.0
+        if t >= since and (newest is None or t > newest[0]):
+            newest = (t, str(e.message or "the API server refused the Job's pods"))
+    return newest[1] if newest else None
 
 
 #: where each kind the cache loads is listed: (API group/version, plural)

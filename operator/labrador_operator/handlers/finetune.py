@@ -9,7 +9,14 @@ from labrador_operator import progress
 from labrador_operator.api.finetune import PLURAL, FineTuneJobSpec, Phase
 from labrador_operator.builders.finetune import KIND, Owner, phase_attempts
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.handlers.apply import RECONCILERS, current_status, enqueue, reconcile, write_progress
+from labrador_operator.handlers.apply import (
+    RECONCILERS,
+    current_status,
+    enqueue,
+    reconcile,
+    with_pod_creation_problems,
+    write_progress,
+)
 from labrador_operator.reconcile import finetune as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -23,7 +30,7 @@ def reconcile_finetunejob(body: dict[str, Any]) -> None:
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: FineTuneJobSpec, status: dict[str, Any]) -> Any:
-        kids = CACHE.children((ns, KIND.lower(), name), meta["uid"])
+        kids = with_pod_creation_problems(PLURAL, ns, name, CACHE.children((ns, KIND.lower(), name), meta["uid"]))
         sdg = None
         if spec.data.synthetic_data_job_ref:
             sdg = CACHE.parent("syntheticdatajobs", ns, spec.data.synthetic_data_job_ref.name)

@@ -9,7 +9,7 @@ from labrador_operator import progress
 from labrador_operator.api.sdg import PLURAL, Phase, SyntheticDataJobSpec
 from labrador_operator.builders.sdg import KIND, Owner, generate_job_name
 from labrador_operator.cache import CACHE, Key
-from labrador_operator.handlers.apply import RECONCILERS, enqueue, reconcile, write_progress
+from labrador_operator.handlers.apply import RECONCILERS, enqueue, reconcile, with_pod_creation_problems, write_progress
 from labrador_operator.reconcile import sdg as decide
 from labrador_operator.reconcile.observe import now_iso
 from labrador_operator.settings import Settings
@@ -23,7 +23,7 @@ def reconcile_sdg(body: dict[str, Any]) -> None:
     ns, name = meta["namespace"], meta["name"]
 
     def plan(spec: SyntheticDataJobSpec, status: dict[str, Any]) -> Any:
-        kids = CACHE.children((ns, KIND.lower(), name), meta["uid"])
+        kids = with_pod_creation_problems(PLURAL, ns, name, CACHE.children((ns, KIND.lower(), name), meta["uid"]))
         tax = CACHE.parent("taxonomies", ns, spec.taxonomy_ref.name)
         return decide.plan(
             owner=Owner(ns, name, meta["uid"]),

@@ -35,6 +35,7 @@ class JobState:
     uid: str = ""
     #: uid of the controller ownerReference: the parent that made the Job (labels alone can be copied by anyone)
     owner_uid: str = ""
+    created: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -98,6 +99,18 @@ class Children:
     pods: dict[str, PodState] = field(default_factory=dict)
     config_maps: set[str] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
+    #: Jobs whose pods the API server refused to create (quota, LimitRange, Pod Security): job name -> (reason,
+    #: message) from the Job controller's FailedCreate Event, the only place Kubernetes says it (handlers/apply.py)
+    job_problems: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def missing_pods(self, job: str) -> bool:
+        """The Job should have pods it has not got: not finished, not suspended, fewer live pods than it still needs
+        (every Labrador Job runs all its completions in parallel)."""
+        j = self.jobs.get(job)
+        if j is None or j.finished or j.suspended or j.suspend_requested:
+            return False
+        live = sum(1 for p in self.pods.values() if p.job == job and p.phase in ("Pending", "Running"))
+        return live < j.completions - j.succeeded
 
     def result(self, job: str) -> dict[str, Any] | None:
         """The termination message (JSON) of the job's index-0 pod: the attempt that succeeded (exit 0) when there is
@@ -113,14 +126,21 @@ class Children:
         jobs = {n: j for n, j in self.jobs.items() if j.owner_uid == parent_uid}
         uids = {j.uid for j in jobs.values() if j.uid}
         pods = {n: p for n, p in self.pods.items() if p.owner_uid in uids}
-        return Children(jobs=jobs, pods=pods, config_maps=set(self.config_maps), services=set(self.services))
+        return Children(
+            jobs=jobs,
+            pods=pods,
+            config_maps=set(self.config_maps),
+            services=set(self.services),
+            job_problems={n: v for n, v in self.job_problems.items() if n in jobs},
+        )
 
     def problem(self, *jobs: str) -> tuple[str, str] | None:
-        """The first pod problem among the live pods of ``jobs`` (a pod that failed for good says it in the Job)."""
+        """The first pod problem among the live pods of ``jobs`` (a pod that failed for good says it in the Job), else
+        a refusal to create their pods."""
         for p in sorted(self.pods.values(), key=lambda p: (p.job, p.index, p.name)):
             if p.job in jobs and p.problem and p.phase in ("Pending", "Running", "Failed"):
                 return p.problem, p.problem_message
-        return None
+        return next((self.job_problems[j] for j in jobs if j in self.job_problems), None)
 
     def rank0(self, job: str) -> PodState | None:
         running = [p for p in self.pods.values() if p.job == job and p.index == 0 and p.phase == "Running" and p.ip]
@@ -170,6 +190,7 @@ def job_state(obj: dict[str, Any]) -> JobState:
         completion_time=status.get("completionTime") or (failed or {}).get("lastTransitionTime"),
         uid=str(meta.get("uid", "")),
         owner_uid=_controller_uid(meta),
+        created=meta.get("creationTimestamp"),
     )
 
 

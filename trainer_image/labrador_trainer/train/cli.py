@@ -39,6 +39,12 @@ def add_parser(subparsers: Any) -> None:
     fetch.add_argument("--uri", required=True)
     fetch.add_argument("--dest", required=True)
     fetch.add_argument("--endpoint", default=None, help="S3 endpoint URL (non-AWS stores) or Hub mirror URL")
+    fetch.add_argument(
+        "--registry-config",
+        default=None,
+        help="oci://: a docker config JSON (a dockerconfigjson Secret's file) holding the registry's login; only "
+        "its entry for the reference's host is used, and sent to that host only, over https",
+    )
     fetch.set_defaults(func=run_fetch)
 
 
@@ -126,7 +132,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     from labrador_trainer.fetch import FetchError, SourceError, fetch
 
     try:
-        print(fetch(args.uri, args.dest, endpoint=args.endpoint))
+        print(fetch(args.uri, args.dest, endpoint=args.endpoint, registry_config=args.registry_config))
     except SourceError as e:
         log.error("%s", e)
         return 2
