@@ -8,9 +8,12 @@ import json
 import random
 import re
 import shutil
+import ssl
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,32 @@ def token_counter() -> Callable[[str], int]:
     from labrador_trainer.taxonomy.budget import load_counter
 
     return load_counter(GGUF)
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(CA, server certificate, key) for 127.0.0.1, made with openssl: loopback https servers of the tests (a git
+    server, a registry) present it and the clients trust the CA."""
+    d = tmp_path_factory.mktemp("tls")
+
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+         "-subj", "/CN=labrador-test-ca")  # fmt: skip
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.crt",
+         "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return d / "ca.crt", d / "srv.crt", d / "srv.key"
+
+
+def serve_tls(handler: type[BaseHTTPRequestHandler], tls: tuple[Path, Path, Path]) -> ThreadingHTTPServer:
+    """``handler`` served over https on 127.0.0.1 (a free port: ``server.server_address[1]``) in a daemon thread;
+    ``shutdown()`` it when done."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls[1], tls[2])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -15,10 +15,8 @@ import hashlib
 import json
 import os
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT
+from tests.workloads.conftest import serve_tls
 
 EXE = str(Path(sys.executable).with_name("labrador-trainer"))
 USER, PASSWORD = "alice", "pa55-alice-never-printed"
@@ -56,23 +55,6 @@ def _bcrypt(password: str) -> str:
     hashed = lib.crypt(password.encode(), salt)
     assert hashed and hashed.startswith(b"$2b$"), hashed
     return hashed.decode()
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 (openssl)."""
-    d = tmp_path_factory.mktemp("oci-tls")
-
-    def ossl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-         "-subj", "/CN=labrador-test-ca")  # fmt: skip
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.crt",
-         "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
-    return d / "ca.crt", d / "srv.crt", d / "srv.key"
 
 
 @dataclass(frozen=True)
@@ -324,7 +306,6 @@ class Double:
 
 
 def _serve(double: Double, tls: tuple[Path, Path, Path]) -> ThreadingHTTPServer:
-    _, crt, key = tls
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -344,12 +325,8 @@ def _serve(double: Double, tls: tuple[Path, Path, Path]) -> ThreadingHTTPServer:
 
         do_GET = do_HEAD = do_POST = _answer
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(crt, key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server = serve_tls(Handler, tls)
     double.host = f"127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
@@ -446,7 +423,6 @@ _EMPTY = f"sha256:{hashlib.sha256(b'{}').hexdigest()}"
 def token_registry(tls: tuple[Path, Path, Path]) -> Iterator[TokenRegistry]:
     from urllib.parse import parse_qs, urlsplit
 
-    _, crt, key = tls
     reg = TokenRegistry({"config.json": b'{"model_type": "llama"}', "weights.bin": os.urandom(64 * 1024)})
     blobs = {f"sha256:{hashlib.sha256(d).hexdigest()}": d for d in reg.files.values()}
 
@@ -491,12 +467,8 @@ def token_registry(tls: tuple[Path, Path, Path]) -> Iterator[TokenRegistry]:
 
         do_GET = do_HEAD = do_POST = _answer
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(crt, key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server = serve_tls(Handler, tls)
     reg.host = f"127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield reg
     finally:

@@ -95,23 +95,6 @@ def _handler(host: GitHost) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 (openssl), trusted by git through GIT_SSL_CAINFO."""
-    d = tmp_path_factory.mktemp("tls")
-
-    def ossl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-         "-subj", "/CN=labrador-test-ca")  # fmt: skip
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.crt",
-         "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
-    return d / "ca.crt", d / "srv.crt", d / "srv.key"
-
-
 @pytest.fixture
 def hosts(
     tls: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
