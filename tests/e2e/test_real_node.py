@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import time
@@ -143,6 +144,15 @@ def _weights(path: Path) -> dict[str, Any]:
     return out
 
 
+def _demo_data(installed: dict[str, Any]) -> None:
+    """The demo's generated data (SyntheticDataJob demo-data) in its namespace: made here when this test runs alone."""
+    kube = installed["kube"]
+    sdg = kube.run("kubectl", "get", "syntheticdatajob", "demo-data", "-n", demo.NAMESPACE, "-o", "json", check=False)
+    if (json.loads(sdg or "{}").get("status") or {}).get("phase") != "Succeeded":
+        demo.up(demo.Options(dir=installed["opts"].dir, samples_per_seed_example=1, max_samples=16, max_questions=5,
+                             out=io.StringIO()))  # fmt: skip
+
+
 def test_deleting_a_training_pod_saves_state_and_its_replacement_resumes(installed: dict[str, Any]) -> None:
     """`kubectl delete pod` on a running phase: the kubelet delivers SIGTERM, the trainer saves its state and exits
     143 inside the grace period, the Job's replacement pod resumes from that state, and the model is the same as
@@ -153,10 +163,7 @@ def test_deleting_a_training_pod_saves_state_and_its_replacement_resumes(install
     from kubernetes.client import CoreV1Api
 
     kube, ns = installed["kube"], demo.NAMESPACE
-    sdg = kube.run("kubectl", "get", "syntheticdatajob", "demo-data", "-n", ns, "-o", "json", check=False)
-    if (json.loads(sdg or "{}").get("status") or {}).get("phase") != "Succeeded":  # run alone: make the demo's data
-        demo.up(demo.Options(dir=installed["opts"].dir, samples_per_seed_example=1, max_samples=16, max_questions=5,
-                             out=io.StringIO()))  # fmt: skip
+    _demo_data(installed)
 
     def ftj(name: str) -> dict[str, Any]:
         return {
@@ -226,3 +233,240 @@ def test_deleting_a_training_pod_saves_state_and_its_replacement_resumes(install
         models[name] = _weights(demo.host_path(ws, out))
     assert models["steady"].keys() == models["preempted"].keys()
     assert all((models["steady"][k] == models["preempted"][k]).all() for k in models["steady"]), "weights differ"
+
+
+JOB_LABEL, INDEX_LABEL = "batch.kubernetes.io/job-name", "batch.kubernetes.io/job-completion-index"
+
+
+class _PodEnds:
+    """How each pod of the Jobs named ``prefix*`` ended, as the API showed it while it existed (the Job controller
+    deletes the pods it stops): the main container's exit code and termination message, and when this watch saw it
+    (time.monotonic)."""
+
+    def __init__(self, api: Any, ns: str, prefix: str) -> None:
+        import threading
+
+        self.ends: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, args=(api, ns, prefix), daemon=True)
+        self._thread.start()
+
+    def _follow(self, api: Any, ns: str, prefix: str) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for ev in w.stream(api.list_namespaced_pod, ns, timeout_seconds=20):
+                    pod = ev["object"]
+                    labels = pod.metadata.labels or {}
+                    if labels.get(JOB_LABEL, "").startswith(prefix):
+                        rec = self.ends.setdefault(pod.metadata.name, {
+                            "job": labels[JOB_LABEL], "index": int(labels.get(INDEX_LABEL, "-1"))})  # fmt: skip
+                        for cs in pod.status.container_statuses or []:
+                            term = cs.state.terminated if cs.state else None
+                            if cs.name == "main" and term is not None and "exit" not in rec:
+                                rec.update(exit=term.exit_code, message=term.message or "", at=time.monotonic())
+                    if self._stop.is_set():
+                        w.stop()
+            except Exception:  # a dropped watch: list and watch again
+                time.sleep(1)
+
+    def wait(self, job: str, n: int, timeout: float) -> list[dict[str, Any]]:
+        """The ends of ``n`` pods of ``job``, by completion index."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ended = sorted((r for r in list(self.ends.values()) if r["job"] == job and "exit" in r),
+                           key=lambda r: r["index"])  # fmt: skip
+            if len(ended) >= n:
+                return ended
+            assert time.monotonic() < deadline, (job, self.ends)
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def _running_pods(kube: Any, ns: str, job: str, n: int, timeout: float = 300) -> list[dict[str, Any]]:
+    """The ``n`` pods of ``job`` once all run, by completion index."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = kube.get_json("pods", "-n", ns, "-l", f"{JOB_LABEL}={job}")["items"]
+        live = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        if len(live) == n:
+            return sorted(live, key=lambda p: int(p["metadata"]["labels"][INDEX_LABEL]))
+        assert time.monotonic() < deadline, [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
+        time.sleep(1)
+
+
+def _log_until(kube: Any, ns: str, pod: str, pattern: str, timeout: float = 600) -> re.Match[str]:
+    """The first match of ``pattern`` in the pod's log, once it is there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = kube.run("kubectl", "logs", pod, "-n", ns, "-c", "main", check=False) or ""
+        if m := re.search(pattern, log, re.M):
+            return m
+        assert time.monotonic() < deadline, f"{pattern!r} not in the log of {pod}: {log[-3000:]}"
+        time.sleep(1)
+
+
+def _job_failed(kube: Any, ns: str, job: str, timeout: float = 120) -> dict[str, Any]:
+    """The Job's Failed condition, once the Job controller has set it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = kube.get_json("job", job, "-n", ns).get("status") or {}
+        failed = [c for c in st.get("conditions") or [] if c["type"] == "Failed" and c["status"] == "True"]
+        if failed:
+            return failed[0]
+        assert time.monotonic() < deadline, st
+        time.sleep(1)
+
+
+def _states(run: Path) -> list[int]:
+    """Steps of the complete resume states the trainer left under a phase's output directory (state/p00-s<step>)."""
+    return sorted(int(d.parent.name.split("-s")[1]) for d in (run / "state").glob("p00-s*/state.pt"))
+
+
+def _kill_training_process(pod_uid: str) -> int:
+    """SIGKILL the training process (torchrun's worker: LOCAL_RANK in its environment) of a pod, found on this
+    machine (the node) by the pod's cgroup: a hard crash of that rank, nothing saved, nothing said."""
+    import signal
+
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cgroup, environ = (proc / "cgroup").read_text(), (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"pod{pod_uid}" in cgroup and any(e.startswith(b"LOCAL_RANK=") for e in environ):
+            os.kill(int(proc.name), signal.SIGKILL)
+            return int(proc.name)
+    raise AssertionError(f"no training process in pod {pod_uid}")
+
+
+@pytest.mark.timeout(2700)  # with the demo's pipeline first when run alone (its data), ~10 min of it
+def test_a_two_node_phase_restarts_as_a_group_and_resumes_when_one_rank_is_lost(installed: dict[str, Any]) -> None:
+    """A 2-node phase (two pods, torchrun over the headless Service) loses rank 1 twice, and each time the phase
+    restarts as a group — a new attempt Job with both ranks — from the last saved state:
+
+    1. rank 1's pod deleted (SIGTERM): both ranks stop at the same step, save it and exit 143 within the grace
+       period; a preemption, not counted; attempt r1 resumes from that step;
+    2. rank 1's training process killed (SIGKILL): a crash, counted (runPolicy.backoffLimit 1); rank 0 is not left
+       waiting on its peer; attempt r2 resumes from the last periodic state (training.checkpointEvery).
+
+    The model is the same as an uninterrupted 2-node run of the same spec (on the demo's generated data)."""
+    from kubernetes import config
+    from kubernetes.client import CoreV1Api
+
+    t_start = time.monotonic()
+    kube, ns = installed["kube"], demo.NAMESPACE
+    _demo_data(installed)
+    # about 14 steps of 2 samples (one per rank), however many knowledge samples the demo's teacher kept
+    sdg = kube.get_json("syntheticdatajob", "demo-data", "-n", ns)
+    kept = (((sdg.get("status") or {}).get("outputs") or {}).get("counts") or {}).get("knowledge") or 2
+    epochs = max(2, math.ceil(14 / math.ceil(kept / 2)))
+
+    def ftj(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "labrador.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
+            "spec": {
+                "model": {"uri": "pvc://labrador-workspace/models/smollm2-135m-instruct-2l"},
+                "data": {"syntheticDataJobRef": {"name": "demo-data"}},
+                "phases": [{"name": "knowledge", "dataset": "knowledge", "epochs": epochs, "learningRate": 1e-4,
+                            "effectiveBatchSize": 2, "warmupSteps": 0}],  # one sample per rank and step
+                "training": {"maxSeqLen": 1024, "maxBatchLen": 2048, "checkpointEvery": 8},  # every 4 steps
+                "resources": {"nodes": 2, "gpusPerNode": 0, "cpu": "500m", "memory": "3Gi"},
+                "evaluation": {"enabled": False},
+                "runPolicy": {"backoffLimit": 1},
+            },
+        }  # fmt: skip
+
+    def status(name: str) -> dict[str, Any]:
+        st = kube.get_json("finetunejob", name, "-n", ns).get("status") or {}
+        assert st.get("phase") != "Failed", st
+        return st
+
+    api = CoreV1Api(config.new_client_from_config(config_file=str(kube.kubeconfig)))
+    ends = _PodEnds(api, ns, "gang-knowledge")
+    run = installed["opts"].workspace / "runs" / ns / "gang" / "knowledge"
+    figures: dict[str, Any] = {"knowledge_samples": kept, "epochs": epochs}
+    try:
+        t_apply = time.monotonic()
+        kube.apply([ftj("steady"), ftj("gang")], ns)
+        # -- 1. attempt 0 has trained two steps (rank 0 prints them): rank 1's pod is deleted ---------------------
+        job0 = "gang-knowledge"
+        pods = _running_pods(kube, ns, job0, 2)
+        total = int(_log_until(kube, ns, pods[0]["metadata"]["name"], r"^step 2/(\d+) ").group(1))
+        assert total >= 8, (total, kept, epochs)  # room for both interruptions and a periodic state between
+        grace = pods[1]["spec"].get("terminationGracePeriodSeconds", 30)
+        t0 = time.monotonic()
+        kube.kubectl("delete", "pod", pods[1]["metadata"]["name"], "-n", ns, "--wait=false")
+        r0, r1 = ends.wait(job0, 2, grace + 60)
+        # both ranks saved the same step and said so, each in its own pod: a preemption, not a crash
+        assert (r0["exit"], r1["exit"]) == (143, 143), (r0, r1)
+        stopped = {re.search(r"stopped at step (\d+)/", json.loads(r["message"])["message"]).group(1) for r in (r0, r1)}
+        assert len(stopped) == 1, (r0, r1)
+        n = int(stopped.pop())
+        assert 2 <= n < total and n in _states(run), (n, _states(run))
+        assert max(r0["at"], r1["at"]) - t0 < grace, (r0, r1)
+        figures["preempted"] = {"step": n, "total": total, "rank1_s": round(r1["at"] - t0, 1),
+                                "rank0_s": round(r0["at"] - t0, 1)}  # fmt: skip
+        failed = _job_failed(kube, ns, job0)
+        assert failed["reason"] == "PodFailurePolicy" and "143" in failed["message"], failed
+
+        # -- 2. attempt r1, both ranks anew, resumes from step n; past its next periodic state, rank 1 crashes ----
+        job1 = "gang-knowledge-r1"
+        pods = _running_pods(kube, ns, job1, 2)
+        first = int(_log_until(kube, ns, pods[0]["metadata"]["name"], r"^step (\d+)/\d+ ").group(1))
+        assert first == n + 1, (first, n)  # went on from the saved step
+        figures["r1_first_step"] = first
+        deadline = time.monotonic() + 900
+        while not [s for s in _states(run) if s > n]:  # a periodic state of this attempt
+            status("gang")
+            assert time.monotonic() < deadline, _states(run)
+            time.sleep(1)
+        m = max(_states(run))
+        _log_until(kube, ns, pods[0]["metadata"]["name"], rf"^step {m + 1}/\d+ ")  # one step past it, unsaved
+        assert m + 1 < total, (m, total)
+        t1 = time.monotonic()
+        _kill_training_process(pods[1]["metadata"]["uid"])
+        r0, r1 = ends.wait(job1, 2, 120)
+        assert r1["exit"] != 0 and r0["exit"] != 0, (r0, r1)
+        # rank 0 is not left waiting on its lost peer until a gloo/NCCL timeout (30 min by default)
+        assert r0["at"] - t1 < grace + 30, (r0, t1)
+        assert _job_failed(kube, ns, job1)["reason"] == "BackoffLimitExceeded"  # a crash: counted
+        # the last state: m, or the next one when rank 0 was already writing it (its gather done) at the kill
+        last = max(_states(run))
+        assert m <= last < total, (m, _states(run))
+        figures["crash"] = {"state_at_kill": m, "last_state": last, "rank1_exit": r1["exit"], "rank0_exit": r0["exit"],
+                            "rank1_s": round(r1["at"] - t1, 1), "rank0_s": round(r0["at"] - t1, 1)}  # fmt: skip
+
+        # -- 3. attempt r2 resumes from the last periodic state and finishes ------------------------------------
+        job2 = "gang-knowledge-r2"
+        pods = _running_pods(kube, ns, job2, 2)
+        first = int(_log_until(kube, ns, pods[0]["metadata"]["name"], r"^step (\d+)/\d+ ").group(1))
+        assert first == last + 1, (first, last)
+        figures["r2_first_step"] = first
+        for name in ("steady", "gang"):
+            deadline = time.monotonic() + 900
+            while (st := status(name)).get("phase") != "Succeeded":
+                assert time.monotonic() < deadline, st
+                time.sleep(2)
+        st = status("gang")
+        assert st["restarts"] >= 2, st  # the failed pods of the two failed attempts
+        jobs = {j["metadata"]["name"] for j in kube.get_json("jobs", "-n", ns)["items"]}
+        assert {job0, job1, job2} <= jobs and "gang-knowledge-r3" not in jobs, jobs
+        now = time.monotonic()
+        figures.update(restarts=st["restarts"], attempts=sorted(j for j in jobs if j.startswith("gang-")),
+                       phases_s=round(now - t_apply), wall_s=round(now - t_start))  # fmt: skip
+    finally:
+        ends.close()
+        print(f"two-node gang restart: {json.dumps(figures)}")
+    ws = installed["opts"].workspace
+    models = {}
+    for name in ("steady", "gang"):
+        out = (kube.get_json("finetunejob", name, "-n", ns)["status"].get("outputs") or {}).get("model")
+        models[name] = _weights(demo.host_path(ws, out))
+    assert models["steady"].keys() == models["gang"].keys()
+    assert all((models["steady"][k] == models["gang"][k]).all() for k in models["steady"]), "weights differ"

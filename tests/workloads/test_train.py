@@ -291,6 +291,31 @@ def test_torchrun_two_processes_preempt_resume_and_match_one(
     assert diff < FSDP_TOL
 
 
+def test_two_nodes_sigterm_to_one_stops_both_preempted(
+    train_model: Path, train_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two launchers as the two pods of a multi-node phase (--nnodes 2, one process each): SIGTERM to node 1's only
+    (the kubelet deleting that pod) stops both ranks at the same step with the state saved, and both pods say so —
+    exit 143 with a Preempted termination message — not only rank 0's: node 1's torchrun exits 1 on the signal,
+    and a 1 there would fail the phase as a crash."""
+    cfg = _knowledge_only(train_model, train_data, tmp_path / "run", checkpoint_every=None)
+    cfg_path = _write(cfg, tmp_path / "run.json")
+    port, procs = str(_free_port()), []
+    for rank in (0, 1):
+        tlog = str(tmp_path / f"tlog-{rank}")
+        procs.append(_start(cfg_path, "--nnodes", "2", "--node-rank", str(rank), "--master-port", port,
+                            "--termination-log", tlog))  # fmt: skip
+    log = "".join(_wait_line(procs[0], "step 1/3"))  # rank 0 prints the steps
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    log += outs[0]
+    assert [p.returncode for p in procs] == [EXIT_PREEMPTED] * 2, (log[-2000:], outs[1][-2000:])
+    assert [json.loads((tmp_path / f"tlog-{r}").read_text())["status"] for r in (0, 1)] == ["Preempted"] * 2
+    state = latest_state(tmp_path / "run")
+    assert state is not None and state[0] == 0 and 1 <= state[1] < 3, state
+    assert f"stopped at step {state[1]}/3" in outs[1], outs[1][-2000:]  # rank 1 stopped where rank 0 saved
+
+
 def test_torchrun_bad_input_exits_2_like_one_process(
     train_model: Path, train_data: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -98,20 +98,23 @@ def run(args: argparse.Namespace) -> int:
     from labrador_trainer.train.recipe import EXIT_PREEMPTED, Preempted, run_training
 
     rank0 = os.environ.get("RANK", "0") == "0"
+    # the first process of each node (pod) says why its workers stopped, in that pod's own termination log: a
+    # multi-node launcher of ranks > 0 has only this to tell a preemption or bad input from a crash
+    node_first = os.environ.get("LOCAL_RANK", "0") == "0"
     try:
         cfg = TrainConfig.load(args.config)
         summary = run_training(cfg, metrics_port=args.metrics_port if rank0 else None)
     except (ValueError, FileNotFoundError) as e:  # invalid config or data (pydantic errors are ValueErrors)
         if isinstance(e, ValueError) and not isinstance(e, ValidationError) and "no usable samples" not in str(e):
             raise
-        if rank0:
+        if node_first:
             write_summary(
                 args.termination_log, {"status": "Failed", "reason": "InvalidInput", "message": str(e)[:2000]}
             )
         print(f"invalid input: {e}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     except Preempted as e:
-        if rank0:
+        if node_first:
             write_summary(args.termination_log, {"status": "Preempted", "message": str(e)})
         print(f"preempted: {e}; full state saved, exiting {EXIT_PREEMPTED}", file=sys.stderr, flush=True)
         return EXIT_PREEMPTED
