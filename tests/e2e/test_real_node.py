@@ -144,6 +144,11 @@ def _weights(path: Path) -> dict[str, Any]:
     return out
 
 
+#: the uninterrupted 2-node run the gang's weights are compared with: its own name (the single-pod SIGTERM test's
+#: "steady" lives in the same namespace, and applying over a finished FineTuneJob would not train it again)
+REFERENCE = "unbroken"
+
+
 def _demo_data(installed: dict[str, Any]) -> None:
     """The demo's generated data (SyntheticDataJob demo-data) in its namespace: made here when this test runs alone."""
     kube = installed["kube"]
@@ -393,7 +398,7 @@ def test_a_two_node_phase_restarts_as_a_group_and_resumes_when_one_rank_is_lost(
     figures: dict[str, Any] = {"knowledge_samples": kept, "epochs": epochs}
     try:
         t_apply = time.monotonic()
-        kube.apply([ftj("steady"), ftj("gang")], ns)
+        kube.apply([ftj(REFERENCE), ftj("gang")], ns)
         # -- 1. attempt 0 has trained two steps (rank 0 prints them): rank 1's pod is deleted ---------------------
         job0 = "gang-knowledge"
         pods = _running_pods(kube, ns, job0, 2)
@@ -448,7 +453,7 @@ def test_a_two_node_phase_restarts_as_a_group_and_resumes_when_one_rank_is_lost(
         first = int(_log_until(kube, ns, pods[0]["metadata"]["name"], r"^step (\d+)/\d+ ").group(1))
         assert first == last + 1, (first, last)
         figures["r2_first_step"] = first
-        for name in ("steady", "gang"):
+        for name in (REFERENCE, "gang"):
             deadline = time.monotonic() + 900
             while (st := status(name)).get("phase") != "Succeeded":
                 assert time.monotonic() < deadline, st
@@ -465,8 +470,8 @@ def test_a_two_node_phase_restarts_as_a_group_and_resumes_when_one_rank_is_lost(
         print(f"two-node gang restart: {json.dumps(figures)}")
     ws = installed["opts"].workspace
     models = {}
-    for name in ("steady", "gang"):
+    for name in (REFERENCE, "gang"):
         out = (kube.get_json("finetunejob", name, "-n", ns)["status"].get("outputs") or {}).get("model")
         models[name] = _weights(demo.host_path(ws, out))
-    assert models["steady"].keys() == models["gang"].keys()
-    assert all((models["steady"][k] == models["gang"][k]).all() for k in models["steady"]), "weights differ"
+    assert models[REFERENCE].keys() == models["gang"].keys()
+    assert all((models[REFERENCE][k] == models["gang"][k]).all() for k in models[REFERENCE]), "weights differ"
