@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from labrador_trainer.train.attention import ATTN_IMPLEMENTATION as ATTN
 from labrador_trainer.train.config import TrainConfig
 from labrador_trainer.train.data import (
     IGNORE,
@@ -36,6 +37,8 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.workloads
 PACKING_TOL = 1e-4  # measured max |Δ| per-token loss packed vs alone: ~1e-5 (fp32, SDPA, 2 layers)
+LOGITS_TOL = 1e-4  # measured max |Δ| logits, per-sample causal kernel vs block-diagonal mask: 2.3e-5
+GRAD_REL_TOL = 1e-4  # max |Δ grad| / max |grad| per tensor, same comparison: 4.2e-7
 RESUME_TOL = 0.0  # measured: resume is bit-exact on CPU
 FSDP_TOL = 1e-4  # measured max |Δ| weights, 2 gloo processes (FSDP or replicated) vs 1 process: 3.2e-6
 
@@ -160,16 +163,67 @@ def test_packed_loss_equals_unpacked(train_model: Path, train_data: dict[str, Pa
     model = AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32).eval()
     samples = load_dataset(train_data["a"], tok, max_seq_len=512, min_seq_len=20).samples[:5]
     with torch.no_grad():
-        batch = collate_packed(samples)
+        batch = collate_packed(samples, mask=True)
         packed = packed_token_losses(model, batch)
         worst = 0.0
         for k, s in enumerate(samples):
-            alone = packed_token_losses(model, collate_packed([s]))
+            alone = packed_token_losses(model, collate_packed([s], mask=True))
             mine = packed[batch["segments"][0] == k]
             worst = max(worst, (alone - mine).abs().max().item())
             assert alone.sum() / s.n_loss == pytest.approx(mine.sum().item() / s.n_loss, abs=PACKING_TOL)
     print(f"packing: max |per-token loss packed - alone| = {worst:.2e}")
     assert worst < PACKING_TOL
+
+
+def test_packed_attention_matches_masked_path_without_a_pack_mask(
+    train_model: Path, train_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-sample causal kernel (training's attention) gives the block-diagonal mask's logits, losses and
+    gradients, and no (T×T) mask is built: every SDPA call is maskless and one sample long."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_model)
+    masked = AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32)
+    packed = AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32, attn_implementation=ATTN)
+    samples = load_dataset(train_data["a"], tok, max_seq_len=512, min_seq_len=20).samples[:5]
+    lengths = [len(s.input_ids) for s in samples]
+    ref_batch, batch = collate_packed(samples, mask=True), collate_packed(samples)
+    assert "attention_mask" not in batch
+    assert batch["cu_seq_lens"].tolist() == [sum(lengths[:k]) for k in range(len(lengths) + 1)]
+
+    calls: list[tuple[int, bool]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Any = None, **kw: Any) -> torch.Tensor:
+        calls.append((q.shape[2], attn_mask is None and bool(kw.get("is_causal"))))
+        return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    ref = packed_token_losses(masked, ref_batch)
+    ref.sum().backward()
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr("transformers.masking_utils.sdpa_mask", lambda *a, **k: pytest.fail("a mask was built"))
+    got = packed_token_losses(packed, batch)
+    got.sum().backward()
+    monkeypatch.undo()
+
+    n_layers = packed.config.num_hidden_layers
+    assert calls == [(n, True) for n in lengths] * n_layers  # per sample, causal, maskless: Σ Lᵢ², no T² mask
+    worst = (got - ref).abs().max().item()
+    pairs = [(a.grad, b.grad) for a, b in zip(masked.parameters(), packed.parameters(), strict=True)]
+    grads = max((a - b).abs().max().item() / a.abs().max().item() for a, b in pairs if a is not None)
+    print(f"packed attention vs masked: max |Δ loss| {worst:.2e}, max relative |Δ grad| {grads:.2e}")
+    assert worst < PACKING_TOL
+    assert grads < GRAD_REL_TOL
+    labelled = ref_batch["labels"][0] != IGNORE
+    with torch.no_grad():  # the logits themselves, at every position
+        a = masked(input_ids=ref_batch["input_ids"], attention_mask=ref_batch["attention_mask"],
+                   position_ids=ref_batch["position_ids"]).logits  # fmt: skip
+        b = packed(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                   cu_seq_lens_q=batch["cu_seq_lens"]).logits  # fmt: skip
+    logits = (a - b).abs().max().item()
+    print(f"packed attention vs masked: max |Δ logits| {logits:.2e}")
+    assert logits < LOGITS_TOL
+    assert bool((got[~labelled] == 0).all())
 
 
 def test_phase_two_starts_from_phase_one_checkpoint(

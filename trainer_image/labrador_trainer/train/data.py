@@ -1,7 +1,9 @@
 """Chat-template tokenisation with assistant-only labels, and padding-free packing under a token budget.
 
-Packed samples are isolated by an explicit block-diagonal causal mask and per-sample position ids: on CPU (SDPA)
-position ids alone do not isolate samples (DESIGN.md §5 "Packing on CPU").
+A pack is one row of concatenated samples with per-sample position ids and the samples' boundaries
+(``cu_seq_lens``); the training model attends within each sample only (``attention``: the causal kernel per sample,
+cost Σ Lᵢ², no mask over the pack). ``collate_packed(..., mask=True)`` adds the explicit block-diagonal causal mask
+instead, for a model on a stock attention implementation (evaluation) and as the reference the tests compare with.
 """
 
 from __future__ import annotations
@@ -123,9 +125,20 @@ def micro_batches(indices: list[int], lengths: dict[int, int], max_batch_len: in
     return bins
 
 
-def collate_packed(samples: list[Sample], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """One row of concatenated samples: ids, labels shifted within each sample, per-sample position ids, and a
-    block-diagonal causal boolean mask (1, 1, T, T) where True means "may attend"."""
+def cu_seq_lens(lengths: list[int]) -> torch.Tensor:
+    """Cumulative sample boundaries [0, L₀, L₀+L₁, …], in host memory (they only slice, never sync a device)."""
+    out = [0]
+    for n in lengths:
+        out.append(out[-1] + n)
+    return torch.tensor(out, dtype=torch.long)
+
+
+def collate_packed(
+    samples: list[Sample], device: torch.device | str = "cpu", *, mask: bool = False
+) -> dict[str, torch.Tensor]:
+    """One row of concatenated samples: ids, labels shifted within each sample, per-sample position ids, segment
+    index per token and ``cu_seq_lens`` (host tensor). With ``mask``, also a block-diagonal causal boolean mask
+    (1, 1, T, T) where True means "may attend" — T² bytes and SDPA's slow path, so training builds none."""
     ids, labels, pos, seg = [], [], [], []
     for k, s in enumerate(samples):
         n = len(s.input_ids)
@@ -135,22 +148,33 @@ def collate_packed(samples: list[Sample], device: torch.device | str = "cpu") ->
         pos += list(range(n))
         seg += [k] * n
     seg_t = torch.tensor(seg, device=device)
-    t = len(ids)
-    causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
-    mask = causal & (seg_t[:, None] == seg_t[None, :])
-    return {
+    batch = {
         "input_ids": torch.tensor([ids], device=device),
         "labels": torch.tensor([labels], device=device),
         "position_ids": torch.tensor([pos], device=device),
-        "attention_mask": mask[None, None],
         "segments": seg_t[None],
+        "cu_seq_lens": cu_seq_lens([len(s.input_ids) for s in samples]),
     }
+    if mask:
+        t = len(ids)
+        causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
+        batch["attention_mask"] = (causal & (seg_t[:, None] == seg_t[None, :]))[None, None]
+    return batch
 
 
 def packed_token_losses(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed-over-nothing cross-entropy per position (0 where the label is ignored), shape (T,)."""
-    out = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
-    )
-    logits = out.logits[0].float()
-    return torch.nn.functional.cross_entropy(logits, batch["labels"][0], ignore_index=IGNORE, reduction="none")
+    """Cross-entropy per position (0 where the label is ignored), shape (T,). Only labelled positions are projected
+    to logits (the vocabulary projection of the rest is skipped). Without an ``attention_mask`` in ``batch`` the
+    model must be on ``attention.ATTN_IMPLEMENTATION`` (it gets the samples' boundaries); with one, any."""
+    labels = batch["labels"][0]
+    keep = (labels != IGNORE).nonzero().squeeze(-1)
+    if keep.numel() == 0:  # an empty micro-batch still runs forward and backward (FSDP's collectives)
+        keep = torch.tensor([labels.numel() - 1], device=labels.device)
+    kw: dict[str, Any] = {"position_ids": batch["position_ids"], "logits_to_keep": keep}
+    if "attention_mask" in batch:
+        kw["attention_mask"] = batch["attention_mask"]
+    else:
+        kw["cu_seq_lens_q"] = batch["cu_seq_lens"]
+    logits = model(input_ids=batch["input_ids"], **kw).logits[0].float()
+    ce = torch.nn.functional.cross_entropy(logits, labels[keep], ignore_index=IGNORE, reduction="none")
+    return torch.zeros(labels.shape, dtype=ce.dtype, device=ce.device).index_put((keep,), ce)

@@ -33,6 +33,7 @@ import torch.distributed as dist
 
 from labrador_trainer.hardware import compute_dtype, cpu_capability
 from labrador_trainer.train import parallel
+from labrador_trainer.train.attention import ATTN_IMPLEMENTATION
 from labrador_trainer.train.config import Phase, TrainConfig
 from labrador_trainer.train.data import (
     IGNORE,
@@ -171,7 +172,8 @@ class Recipe:
 
         torch.manual_seed(self.cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        # each packed sample attends to itself only, on the causal kernel, with no mask over the pack (attention.py)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=ATTN_IMPLEMENTATION)
         model.config.use_cache = False
         if self.cfg.lora is not None:
             from peft import LoraConfig, get_peft_model
