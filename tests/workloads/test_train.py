@@ -23,10 +23,12 @@ from labrador_trainer.train.attention import ATTN_IMPLEMENTATION as ATTN
 from labrador_trainer.train.config import TrainConfig
 from labrador_trainer.train.data import (
     IGNORE,
+    Sample,
     assign_ranks,
     collate_packed,
     load_dataset,
     micro_batches,
+    packed_loss_sum,
     packed_token_losses,
     read_jsonl,
     tokenize_messages,
@@ -224,6 +226,37 @@ def test_packed_attention_matches_masked_path_without_a_pack_mask(
     print(f"packed attention vs masked: max |Δ logits| {logits:.2e}")
     assert logits < LOGITS_TOL
     assert bool((got[~labelled] == 0).all())
+
+
+def test_chunked_linear_cross_entropy_matches_stock_loss(train_model: Path, train_data: dict[str, Path]) -> None:
+    """Training's summed loss through the chunked head (logits never whole) equals the stock logits' loss, with the
+    same gradients; an all-ignored micro-batch gives 0 and still reaches every layer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_model)
+    models = [
+        AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32, attn_implementation=ATTN)
+        for _ in range(2)
+    ]
+    samples = load_dataset(train_data["a"], tok, max_seq_len=512, min_seq_len=20).samples[:5]
+    batch = collate_packed(samples)
+    stock = packed_token_losses(models[0], batch).sum()
+    stock.backward()
+    fused = packed_loss_sum(models[1], batch, chunk=100)  # several chunks and a ragged last one
+    assert fused.grad_fn is not None and "LinearCrossEntropy" in type(fused.grad_fn).__name__
+    fused.backward()
+    pairs = [(a.grad, b.grad) for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True)]
+    grads = max((a - b).abs().max().item() / a.abs().max().item() for a, b in pairs if a is not None)
+    print(f"chunked head: |Δ loss sum| / loss sum {abs(fused.item() - stock.item()) / stock.item():.1e}, "
+          f"max relative |Δ grad| {grads:.1e}")  # fmt: skip
+    assert fused.item() == pytest.approx(stock.item(), rel=1e-5)
+    assert grads < GRAD_REL_TOL
+    empty = collate_packed([Sample([tok.eos_token_id], [IGNORE])])
+    models[1].zero_grad()
+    zero = packed_loss_sum(models[1], empty)
+    zero.backward()
+    assert zero.item() == 0.0
+    assert all(p.grad is not None for p in models[1].parameters())
 
 
 def test_phase_two_starts_from_phase_one_checkpoint(

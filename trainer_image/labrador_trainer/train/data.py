@@ -178,3 +178,64 @@ def packed_token_losses(model: Any, batch: dict[str, torch.Tensor]) -> torch.Ten
     logits = model(input_ids=batch["input_ids"], **kw).logits[0].float()
     ce = torch.nn.functional.cross_entropy(logits, labels[keep], ignore_index=IGNORE, reduction="none")
     return torch.zeros(labels.shape, dtype=ce.dtype, device=ce.device).index_put((keep,), ce)
+
+
+class _LinearCrossEntropySum(torch.autograd.Function):
+    """Σᵢ CE(hᵢ·Wᵀ, yᵢ) computed ``chunk`` rows at a time, gradients made in the same pass: the (N × vocab) logits,
+    their log-softmax and its backward never exist whole (on CPU those memory-bound passes cost ~20 % of a 4-layer
+    SmolLM2 step). Backward only scales the stored gradients, so it suits a loss that is summed then scaled."""
+
+    @staticmethod
+    def forward(ctx: Any, h: torch.Tensor, w: torch.Tensor, target: torch.Tensor, chunk: int) -> torch.Tensor:
+        grad_h, grad_w = torch.empty_like(h), torch.zeros_like(w)
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        for a in range(0, h.shape[0], chunk):
+            hc, tc = h[a : a + chunk], target[a : a + chunk]
+            rows = torch.arange(tc.numel(), device=h.device)
+            logits = hc @ w.t()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits[rows, tc]).sum()
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            probs[rows, tc] -= 1.0  # d CE / d logits
+            grad_h[a : a + chunk] = probs @ w
+            grad_w.addmm_(probs.t(), hc)
+        ctx.save_for_backward(grad_h, grad_w)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad, grad_w * grad, None, None
+
+
+def _fused_head(model: Any) -> tuple[Any, torch.nn.Linear] | None:
+    """(decoder, lm_head) where the summed loss may bypass the logits: an unsharded model training in fp32 with a
+    plain bias-free ``nn.Linear`` head (FSDP unshards the head and embeddings only in the root's own forward;
+    under autocast the stock path keeps the dtypes autocast chooses)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    decoder = getattr(base, getattr(base, "base_model_prefix", ""), None)
+    if decoder is None or type(head) is not torch.nn.Linear or head.bias is not None:
+        return None
+    if any(isinstance(m, FSDPModule) for m in (model, base)) or torch.is_autocast_enabled(head.weight.device.type):
+        return None
+    if not torch.is_grad_enabled():
+        return None
+    return decoder, head
+
+
+def packed_loss_sum(model: Any, batch: dict[str, torch.Tensor], *, chunk: int = 512) -> torch.Tensor:
+    """Σ of ``packed_token_losses`` (a scalar to backpropagate), through the chunked linear + cross-entropy where
+    ``_fused_head`` allows it (the model on ``attention.ATTN_IMPLEMENTATION``, no mask in ``batch``), else the
+    stock path."""
+    fused = _fused_head(model) if "attention_mask" not in batch else None
+    if fused is None:
+        return packed_token_losses(model, batch).sum()
+    decoder, head = fused
+    labels = batch["labels"][0]
+    keep = (labels != IGNORE).nonzero().squeeze(-1)
+    ids, pos, cu = batch["input_ids"], batch["position_ids"], batch["cu_seq_lens"]
+    hidden = decoder(input_ids=ids, position_ids=pos, cu_seq_lens_q=cu, use_cache=False).last_hidden_state[0]
+    return _LinearCrossEntropySum.apply(hidden[keep], head.weight, labels[keep], chunk)

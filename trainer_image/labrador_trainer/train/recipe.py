@@ -43,7 +43,7 @@ from labrador_trainer.train.data import (
     global_batch,
     load_dataset,
     micro_batches,
-    packed_token_losses,
+    packed_loss_sum,
     steps_per_epoch,
 )
 from labrador_trainer.train.observe import Observer, loss_curve_svg
@@ -301,7 +301,7 @@ class Recipe:
             for mb in self._my_micro_batches(lengths):
                 batch = collate_packed([ds.samples[j] for j in mb] or [self._empty], d.device)
                 with torch.autocast(d.device.type, dtype=amp, enabled=amp is not None):
-                    loss = packed_token_losses(self.model, batch).sum() / n_loss
+                    loss = packed_loss_sum(self.model, batch) / n_loss
                 loss.backward()
                 loss_sum += loss.detach()
             if d.world > 1 and not self.sharded:
