@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,6 +66,7 @@ def run_ours(model: Path, data: Path, work: Path, args: argparse.Namespace) -> t
     from labrador_trainer.train.config import TrainConfig
     from labrador_trainer.train.recipe import run_training
 
+    shutil.rmtree(work / "ours", ignore_errors=True)  # a finished phase in output_dir would be skipped
     cfg = TrainConfig.model_validate(
         {
             "model_path": str(model),
