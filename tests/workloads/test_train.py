@@ -19,13 +19,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from labrador_trainer.train.attention import ATTN_IMPLEMENTATION as ATTN
 from labrador_trainer.train.config import TrainConfig
 from labrador_trainer.train.data import (
     IGNORE,
+    Sample,
     assign_ranks,
     collate_packed,
     load_dataset,
     micro_batches,
+    packed_loss_sum,
     packed_token_losses,
     read_jsonl,
     tokenize_messages,
@@ -36,6 +39,8 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.workloads
 PACKING_TOL = 1e-4  # measured max |Δ| per-token loss packed vs alone: ~1e-5 (fp32, SDPA, 2 layers)
+LOGITS_TOL = 1e-4  # measured max |Δ| logits, per-sample causal kernel vs block-diagonal mask: 2.3e-5
+GRAD_REL_TOL = 1e-4  # max |Δ grad| / max |grad| per tensor, same comparison: 4.2e-7
 RESUME_TOL = 0.0  # measured: resume is bit-exact on CPU
 FSDP_TOL = 1e-4  # measured max |Δ| weights, 2 gloo processes (FSDP or replicated) vs 1 process: 3.2e-6
 
@@ -160,16 +165,98 @@ def test_packed_loss_equals_unpacked(train_model: Path, train_data: dict[str, Pa
     model = AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32).eval()
     samples = load_dataset(train_data["a"], tok, max_seq_len=512, min_seq_len=20).samples[:5]
     with torch.no_grad():
-        batch = collate_packed(samples)
+        batch = collate_packed(samples, mask=True)
         packed = packed_token_losses(model, batch)
         worst = 0.0
         for k, s in enumerate(samples):
-            alone = packed_token_losses(model, collate_packed([s]))
+            alone = packed_token_losses(model, collate_packed([s], mask=True))
             mine = packed[batch["segments"][0] == k]
             worst = max(worst, (alone - mine).abs().max().item())
             assert alone.sum() / s.n_loss == pytest.approx(mine.sum().item() / s.n_loss, abs=PACKING_TOL)
     print(f"packing: max |per-token loss packed - alone| = {worst:.2e}")
     assert worst < PACKING_TOL
+
+
+def test_packed_attention_matches_masked_path_without_a_pack_mask(
+    train_model: Path, train_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-sample causal kernel (training's attention) gives the block-diagonal mask's logits, losses and
+    gradients, and no (T×T) mask is built: every SDPA call is maskless and one sample long."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_model)
+    masked = AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32)
+    packed = AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32, attn_implementation=ATTN)
+    samples = load_dataset(train_data["a"], tok, max_seq_len=512, min_seq_len=20).samples[:5]
+    lengths = [len(s.input_ids) for s in samples]
+    ref_batch, batch = collate_packed(samples, mask=True), collate_packed(samples)
+    assert "attention_mask" not in batch
+    assert batch["cu_seq_lens"].tolist() == [sum(lengths[:k]) for k in range(len(lengths) + 1)]
+
+    calls: list[tuple[int, bool]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Any = None, **kw: Any) -> torch.Tensor:
+        calls.append((q.shape[2], attn_mask is None and bool(kw.get("is_causal"))))
+        return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    ref = packed_token_losses(masked, ref_batch)
+    ref.sum().backward()
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr("transformers.masking_utils.sdpa_mask", lambda *a, **k: pytest.fail("a mask was built"))
+    got = packed_token_losses(packed, batch)
+    got.sum().backward()
+    monkeypatch.undo()
+
+    n_layers = packed.config.num_hidden_layers
+    assert calls == [(n, True) for n in lengths] * n_layers  # per sample, causal, maskless: Σ Lᵢ², no T² mask
+    worst = (got - ref).abs().max().item()
+    pairs = [(a.grad, b.grad) for a, b in zip(masked.parameters(), packed.parameters(), strict=True)]
+    grads = max((a - b).abs().max().item() / a.abs().max().item() for a, b in pairs if a is not None)
+    print(f"packed attention vs masked: max |Δ loss| {worst:.2e}, max relative |Δ grad| {grads:.2e}")
+    assert worst < PACKING_TOL
+    assert grads < GRAD_REL_TOL
+    labelled = ref_batch["labels"][0] != IGNORE
+    with torch.no_grad():  # the logits themselves, at every position
+        a = masked(input_ids=ref_batch["input_ids"], attention_mask=ref_batch["attention_mask"],
+                   position_ids=ref_batch["position_ids"]).logits  # fmt: skip
+        b = packed(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                   cu_seq_lens_q=batch["cu_seq_lens"]).logits  # fmt: skip
+    logits = (a - b).abs().max().item()
+    print(f"packed attention vs masked: max |Δ logits| {logits:.2e}")
+    assert logits < LOGITS_TOL
+    assert bool((got[~labelled] == 0).all())
+
+
+def test_chunked_linear_cross_entropy_matches_stock_loss(train_model: Path, train_data: dict[str, Path]) -> None:
+    """Training's summed loss through the chunked head (logits never whole) equals the stock logits' loss, with the
+    same gradients; an all-ignored micro-batch gives 0 and still reaches every layer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_model)
+    models = [
+        AutoModelForCausalLM.from_pretrained(train_model, dtype=torch.float32, attn_implementation=ATTN)
+        for _ in range(2)
+    ]
+    samples = load_dataset(train_data["a"], tok, max_seq_len=512, min_seq_len=20).samples[:5]
+    batch = collate_packed(samples)
+    stock = packed_token_losses(models[0], batch).sum()
+    stock.backward()
+    fused = packed_loss_sum(models[1], batch, chunk=100)  # several chunks and a ragged last one
+    assert fused.grad_fn is not None and "LinearCrossEntropy" in type(fused.grad_fn).__name__
+    fused.backward()
+    pairs = [(a.grad, b.grad) for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True)]
+    grads = max((a - b).abs().max().item() / a.abs().max().item() for a, b in pairs if a is not None)
+    print(f"chunked head: |Δ loss sum| / loss sum {abs(fused.item() - stock.item()) / stock.item():.1e}, "
+          f"max relative |Δ grad| {grads:.1e}")  # fmt: skip
+    assert fused.item() == pytest.approx(stock.item(), rel=1e-5)
+    assert grads < GRAD_REL_TOL
+    empty = collate_packed([Sample([tok.eos_token_id], [IGNORE])])
+    models[1].zero_grad()
+    zero = packed_loss_sum(models[1], empty)
+    zero.backward()
+    assert zero.item() == 0.0
+    assert all(p.grad is not None for p in models[1].parameters())
 
 
 def test_phase_two_starts_from_phase_one_checkpoint(

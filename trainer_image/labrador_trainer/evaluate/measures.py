@@ -73,7 +73,7 @@ def score_samples(lm: LM, samples: Sequence[Sample], desc: str) -> list[NLL | No
     bins = micro_batches(list(lengths), lengths, lm.max_batch_len)
     with tqdm(total=len(lengths), desc=desc, file=sys.stderr, mininterval=2.0) as bar:
         for mb in bins:
-            batch = collate_packed([samples[i] for i in mb], lm.device)
+            batch = collate_packed([samples[i] for i in mb], lm.device, mask=True)
             labels, segments = batch["labels"][0], batch["segments"][0]
             keep = (labels != IGNORE).nonzero().squeeze(-1)
             logits = lm.model(

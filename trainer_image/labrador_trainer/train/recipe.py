@@ -33,6 +33,7 @@ import torch.distributed as dist
 
 from labrador_trainer.hardware import compute_dtype, cpu_capability
 from labrador_trainer.train import parallel
+from labrador_trainer.train.attention import ATTN_IMPLEMENTATION
 from labrador_trainer.train.config import Phase, TrainConfig
 from labrador_trainer.train.data import (
     IGNORE,
@@ -42,7 +43,7 @@ from labrador_trainer.train.data import (
     global_batch,
     load_dataset,
     micro_batches,
-    packed_token_losses,
+    packed_loss_sum,
     steps_per_epoch,
 )
 from labrador_trainer.train.observe import Observer, loss_curve_svg
@@ -171,7 +172,8 @@ class Recipe:
 
         torch.manual_seed(self.cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        # each packed sample attends to itself only, on the causal kernel, with no mask over the pack (attention.py)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=ATTN_IMPLEMENTATION)
         model.config.use_cache = False
         if self.cfg.lora is not None:
             from peft import LoraConfig, get_peft_model
@@ -299,7 +301,7 @@ class Recipe:
             for mb in self._my_micro_batches(lengths):
                 batch = collate_packed([ds.samples[j] for j in mb] or [self._empty], d.device)
                 with torch.autocast(d.device.type, dtype=amp, enabled=amp is not None):
-                    loss = packed_token_losses(self.model, batch).sum() / n_loss
+                    loss = packed_loss_sum(self.model, batch) / n_loss
                 loss.backward()
                 loss_sum += loss.detach()
             if d.world > 1 and not self.sharded:
