@@ -144,6 +144,28 @@ def _weights(path: Path) -> dict[str, Any]:
     return out
 
 
+def _demo_ftj(
+    name: str, *, epochs: int, batch: int, nodes: int, backoff_limit: int, checkpoint_every: int | None = None
+) -> dict[str, Any]:
+    """A one-phase FineTuneJob on the demo's data and 2-layer model, CPU pods, evaluation off."""
+    training: dict[str, Any] = {"maxSeqLen": 1024, "maxBatchLen": 2048}
+    if checkpoint_every is not None:
+        training["checkpointEvery"] = checkpoint_every
+    return {
+        "apiVersion": "labrador.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": "pvc://labrador-workspace/models/smollm2-135m-instruct-2l"},
+            "data": {"syntheticDataJobRef": {"name": "demo-data"}},
+            "phases": [{"name": "knowledge", "dataset": "knowledge", "epochs": epochs, "learningRate": 1e-4,
+                        "effectiveBatchSize": batch, "warmupSteps": 0}],
+            "training": training,
+            "resources": {"nodes": nodes, "gpusPerNode": 0, "cpu": "500m", "memory": "3Gi"},
+            "evaluation": {"enabled": False},
+            "runPolicy": {"backoffLimit": backoff_limit},
+        },
+    }  # fmt: skip
+
+
 #: the uninterrupted 2-node run the gang's weights are compared with: its own name (the single-pod SIGTERM test's
 #: "steady" lives in the same namespace, and applying over a finished FineTuneJob would not train it again)
 REFERENCE = "unbroken"
@@ -171,19 +193,7 @@ def test_deleting_a_training_pod_saves_state_and_its_replacement_resumes(install
     _demo_data(installed)
 
     def ftj(name: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "labrador.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
-            "spec": {
-                "model": {"uri": "pvc://labrador-workspace/models/smollm2-135m-instruct-2l"},
-                "data": {"syntheticDataJobRef": {"name": "demo-data"}},
-                "phases": [{"name": "knowledge", "dataset": "knowledge", "epochs": 4, "learningRate": 1e-4,
-                            "effectiveBatchSize": 1, "warmupSteps": 0}],
-                "training": {"maxSeqLen": 1024, "maxBatchLen": 2048},
-                "resources": {"nodes": 1, "gpusPerNode": 0, "cpu": "500m", "memory": "3Gi"},
-                "evaluation": {"enabled": False},
-                "runPolicy": {"backoffLimit": 0},
-            },
-        }  # fmt: skip
+        return _demo_ftj(name, epochs=4, batch=1, nodes=1, backoff_limit=0)
 
     kube.apply([ftj("steady"), ftj("preempted")], ns)
     api = CoreV1Api(config.new_client_from_config(config_file=str(kube.kubeconfig)))
@@ -372,20 +382,8 @@ def test_a_two_node_phase_restarts_as_a_group_and_resumes_when_one_rank_is_lost(
     kept = (((sdg.get("status") or {}).get("outputs") or {}).get("counts") or {}).get("knowledge") or 2
     epochs = max(2, math.ceil(14 / math.ceil(kept / 2)))
 
-    def ftj(name: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "labrador.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
-            "spec": {
-                "model": {"uri": "pvc://labrador-workspace/models/smollm2-135m-instruct-2l"},
-                "data": {"syntheticDataJobRef": {"name": "demo-data"}},
-                "phases": [{"name": "knowledge", "dataset": "knowledge", "epochs": epochs, "learningRate": 1e-4,
-                            "effectiveBatchSize": 2, "warmupSteps": 0}],  # one sample per rank and step
-                "training": {"maxSeqLen": 1024, "maxBatchLen": 2048, "checkpointEvery": 8},  # every 4 steps
-                "resources": {"nodes": 2, "gpusPerNode": 0, "cpu": "500m", "memory": "3Gi"},
-                "evaluation": {"enabled": False},
-                "runPolicy": {"backoffLimit": 1},
-            },
-        }  # fmt: skip
+    def ftj(name: str) -> dict[str, Any]:  # one sample per rank and step; a saved state every 4 steps
+        return _demo_ftj(name, epochs=epochs, batch=2, nodes=2, backoff_limit=1, checkpoint_every=8)
 
     def status(name: str) -> dict[str, Any]:
         st = kube.get_json("finetunejob", name, "-n", ns).get("status") or {}

@@ -330,26 +330,26 @@ def _serve(double: Double, tls: tuple[Path, Path, Path]) -> ThreadingHTTPServer:
     return server
 
 
-@pytest.fixture
-def double(tls: tuple[Path, Path, Path]) -> Iterator[Double]:
-    d = Double()
+@contextlib.contextmanager
+def _serving(d: Double, tls: tuple[Path, Path, Path]) -> Iterator[Double]:
     server = _serve(d, tls)
     try:
         yield d
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def double(tls: tuple[Path, Path, Path]) -> Iterator[Double]:
+    with _serving(Double(), tls) as d:
+        yield d
 
 
 @pytest.fixture
 def token_service(tls: tuple[Path, Path, Path]) -> Iterator[Double]:
-    d = Double(status=200, body=b'{"token": "t0ken"}')
-    server = _serve(d, tls)
-    try:
+    with _serving(Double(status=200, body=b'{"token": "t0ken"}'), tls) as d:
         yield d
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_basic_challenge_from_another_host_gets_no_login(registry: Registry, tmp_path: Path, double: Double) -> None:
