@@ -7,8 +7,6 @@ import json
 import time
 from typing import Any
 
-import pytest
-
 from tests.conftest import load_example
 from tests.integration.conftest import Kube, one_phase_job, wait_for
 
@@ -226,34 +224,6 @@ def test_ttl_cleans_children_and_the_result_stays(
     time.sleep(3)  # "stays unchanged": a finished resource never starts over when its Jobs are gone
     assert not _list(installed, "jobs", namespace)
     assert _status(installed, namespace, "shortlived")["phase"] == "Succeeded"
-
-
-def test_apply_to_children_latency(
-    installed: Kube, operator: Any, namespace: str, workspace: str, request: pytest.FixtureRequest
-) -> None:
-    """Correctness only (every job gets its children); the latency is printed, not asserted (see bench/)."""
-    # a namespace the operator has never seen costs a new watch stream (kopf discovers `t-*` namespaces): warm it up
-    installed.apply(_ft("warm-up", phases=[{"name": "only", "dataset": "knowledge"}]), namespace)
-    wait_for(lambda: _list(installed, "jobs", namespace), timeout=60, what="the warm-up job's children")
-    names = [f"lat-{i}" for i in range(10)]
-    t0 = time.monotonic()
-    installed.apply([_ft(n, phases=[{"name": "only", "dataset": "knowledge"}]) for n in names], namespace)
-    applied = time.monotonic() - t0  # kubectl apply itself (process start, discovery, 10 POSTs)
-    seen: dict[str, float] = {}
-    while len(seen) < len(names) and time.monotonic() - t0 < 60:
-        for job in _list(installed, "jobs", namespace):
-            owner = job["metadata"]["ownerReferences"][0]["name"]
-            if owner != "warm-up":
-                seen.setdefault(owner, time.monotonic() - t0)
-        time.sleep(0.05)
-    assert sorted(seen) == sorted(names)
-    lat = sorted(seen.values())
-    # kopf's test runner swaps sys.stdout: report through pytest's terminal (shown with -s or -rA)
-    line = (
-        f"apply->Job created for {len(lat)} FineTuneJobs: p50={lat[len(lat) // 2]:.2f}s max={lat[-1]:.2f}s "
-        f"(kubectl apply returned after {applied:.2f}s; polled with kubectl)"
-    )
-    request.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
 
 
 def test_a_running_job_is_not_rewritten_in_a_loop(
