@@ -54,10 +54,10 @@ lint: install ## ruff, import layering, CRD drift
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m labrador_operator.api.crdgen --check
+	$(PY) -m labrador_operator.crdgen --check
 
 crds: install ## regenerate crds/ and the chart's CRD templates from the pydantic models
-	$(PY) -m labrador_operator.api.crdgen
+	$(PY) -m labrador_operator.crdgen
 
 .PHONY: bench-scale
 bench-scale: install controlplane ## operator scale benchmark vs Kubeflow training-operator (N=1000; N=200 for a quick run)

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from labrador_operator.api import FineTuneJob, SyntheticDataJob, Taxonomy, crdgen
+from labrador_operator import crdgen
+from labrador_operator.api import FineTuneJob, SyntheticDataJob, Taxonomy
+from labrador_operator.api import schema as api_schema
 from labrador_operator.api.finetune import FineTuneJobSpec, instructlab_phases
 from tests.conftest import ROOT, load_example
 
@@ -40,7 +42,7 @@ def test_default_phases_are_the_instructlab_recipe() -> None:
         ("skills", "skills", 10, 6e-6, 3840),
     ]
     # and the CRD carries the same default, so the API server fills it in
-    schema = crdgen.schema_for(FineTuneJob)["properties"]["spec"]["properties"]["phases"]
+    schema = api_schema.schema_for(FineTuneJob)["properties"]["spec"]["properties"]["phases"]
     assert schema["default"] == [p.wire() for p in instructlab_phases()]
 
 
@@ -78,9 +80,9 @@ def _walk(schema: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
-@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
-def test_schema_is_structural_and_documented(kind: crdgen.Kind) -> None:
-    schema = crdgen.schema_for(kind.model)
+@pytest.mark.parametrize("kind", api_schema.KINDS, ids=lambda k: k.kind)
+def test_schema_is_structural_and_documented(kind: api_schema.Kind) -> None:
+    schema = api_schema.schema_for(kind.model)
     for path, node in _walk(schema, kind.kind):
         assert "$ref" not in node and "allOf" not in node and "oneOf" not in node, path
         if node.get("x-kubernetes-int-or-string"):
@@ -96,9 +98,9 @@ def test_schema_is_structural_and_documented(kind: crdgen.Kind) -> None:
             assert "maxLength" in node, f"{path}: strings need maxLength (CEL cost)"
 
 
-@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
-def test_crd_shape(kind: crdgen.Kind) -> None:
-    crd = crdgen.crd_for(kind)
+@pytest.mark.parametrize("kind", api_schema.KINDS, ids=lambda k: k.kind)
+def test_crd_shape(kind: api_schema.Kind) -> None:
+    crd = api_schema.crd_for(kind)
     version = crd["spec"]["versions"][0]
     assert crd["spec"]["names"]["categories"] == ["labrador"]
     assert crd["spec"]["names"]["shortNames"]
@@ -112,7 +114,7 @@ def test_crd_shape(kind: crdgen.Kind) -> None:
 
 
 def test_chart_templates_wrap_crds_behind_the_value() -> None:
-    for k in crdgen.KINDS:
+    for k in api_schema.KINDS:
         text = crdgen.render_chart_template(k)
         assert text.splitlines()[1] == "{{- if .Values.crds.enabled }}"
         assert "helm.sh/resource-policy: keep" in text
