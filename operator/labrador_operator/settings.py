@@ -1,9 +1,10 @@
-"""Operator settings: one typed class, read from the environment (the chart sets them), passed to builders."""
+"""What builders and reconciles need beyond the spec: one typed class, read from the environment (the chart sets
+them) once, by the operator's configuration (controller/config.py), and passed down."""
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -23,8 +24,6 @@ class Settings:
     cache_resync_seconds: float = 300.0
     #: threads reconciling (blocked on API writes, not CPU: enough that a burst of new jobs is not queued behind a few)
     reconcile_workers: int = 64
-    #: namespaces the operator watches (empty: the whole cluster); the sampler finds the peering object with them
-    namespaces: tuple[str, ...] = ()
     #: exit codes of labrador-trainer that mean the user's input is wrong: the Job fails at once
     user_error_exit_codes: tuple[int, ...] = (2,)
     #: exit code of a preempted (SIGTERM) run that saved its state: does not count against backoffLimit
@@ -42,8 +41,7 @@ class Settings:
     workload_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        e = os.environ if env is None else env
+    def from_env(cls, e: Mapping[str, str]) -> Settings:
         annotations = {}
         for item in filter(None, e.get("LABRADOR_POD_ANNOTATIONS", "").split(",")):
             key, _, value = item.partition("=")
@@ -62,6 +60,5 @@ class Settings:
             refresh_check_seconds=float(e.get("LABRADOR_REFRESH_CHECK_SECONDS", cls.refresh_check_seconds)),
             cache_resync_seconds=float(e.get("LABRADOR_CACHE_RESYNC_SECONDS", cls.cache_resync_seconds)),
             reconcile_workers=int(e.get("LABRADOR_MAX_WORKERS", cls.reconcile_workers)),
-            namespaces=tuple(filter(None, e.get("LABRADOR_NAMESPACES", "").split(","))),
             pod_annotations=annotations,
         )

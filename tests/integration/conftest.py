@@ -203,26 +203,94 @@ def service_account_kubeconfig(kube: Kube, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def operator(operator_kubeconfig: Path) -> Iterator[Any]:
-    """The operator in-process (kopf.testing.KopfRunner), as the chart's ServiceAccount, pods running ~1 s on kwok."""
-    from kopf.testing import KopfRunner
+class InProcessOperator:
+    """The operator (``labrador_operator.main.run``) in a thread of the test process, with a runtime of its own; every
+    ERROR logged meanwhile (kopf logs a failed handler's traceback so) is kept for the session's end."""
 
-    os.environ["KUBECONFIG"] = str(operator_kubeconfig)
+    def __init__(self, config: Any) -> None:
+        import logging
+        import threading
+
+        from labrador_operator.controller.runtime import Runtime
+
+        self.config, self.runtime = config, Runtime(config)
+        self.ready, self.stop = threading.Event(), threading.Event()
+        self.exception: BaseException | None = None
+        self.errors: list[str] = []
+        outer = self
+
+        class Errors(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.levelno >= logging.ERROR and record.name.startswith(("kopf", "labrador")):
+                    outer.errors.append(self.format(record))
+
+        self.handler = Errors()
+        self.handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.thread = threading.Thread(target=self._run, name="operator", daemon=True)
+
+    def _run(self) -> None:
+        from labrador_operator import main
+
+        try:
+            main.run(self.config, runtime=self.runtime, ready_flag=self.ready, stop_flag=self.stop)
+        except BaseException as e:  # reported at the session's end
+            self.exception = e
+            self.ready.set()
+
+    def __enter__(self) -> InProcessOperator:
+        import logging
+
+        logging.getLogger().addHandler(self.handler)
+        self.thread.start()
+        assert self.ready.wait(60) and self.exception is None, self.exception  # startup handlers done
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        self.stop.set()
+        self.thread.join(60)
+        logging.getLogger().removeHandler(self.handler)
+
+
+@pytest.fixture(scope="session")
+def operator(installed: Kube, operator_kubeconfig: Path) -> Iterator[InProcessOperator]:
+    """The operator in-process, as the chart's ServiceAccount, on the ``t-*`` namespaces; pods run ~1 s on kwok.
+    Yielded once it has reconciled a first object: a Taxonomy in a fresh ``t-`` namespace has its sync Job in the
+    operator's cache and a status written by it (the watches of parents and children are established)."""
+    from labrador_operator.controller.config import OperatorConfig, WebhookConfig
+    from labrador_operator.settings import Settings
+
+    os.environ["KUBECONFIG"] = str(operator_kubeconfig)  # kopf's login reads it
     # admission webhooks on 127.0.0.1 with openssl-made certificates (kopf's own fail on current OpenSSL)
     certs = cluster_mod.make_serving_cert(operator_kubeconfig.parent / "webhook", ["IP:127.0.0.1"])
-    os.environ["LABRADOR_WEBHOOK_PORT"] = str(cluster_mod.free_port())
-    os.environ["LABRADOR_WEBHOOK_CERT_DIR"] = str(certs)
-    os.environ["LABRADOR_WEBHOOK_HOST"] = "127.0.0.1"
-    os.environ["LABRADOR_WEBHOOK_ADDR"] = "127.0.0.1"
-    os.environ.setdefault("LABRADOR_POD_ANNOTATIONS", "labrador.dev/kwok-run-duration=1s")
-    os.environ.setdefault("LABRADOR_PROGRESS_INTERVAL", "1")
-    args = ["run", "--namespace=t-*", "--standalone", "-m", "labrador_operator.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        time.sleep(2)  # indexes filled, watches established
-        yield runner
-    assert runner.exception is None, runner.output
-    assert "Traceback" not in runner.output, runner.output
+    config = OperatorConfig(
+        settings=Settings(pod_annotations={"labrador.dev/kwok-run-duration": "1s"}, progress_interval_seconds=1),
+        namespaces=("t-*",),
+        liveness=None,
+        metrics_port=0,
+        webhook=WebhookConfig(port=cluster_mod.free_port(), cert_dir=certs, addr="127.0.0.1", host="127.0.0.1"),
+        kubeconfig=str(operator_kubeconfig),
+    )
+    with InProcessOperator(config) as op:
+        with scratch_namespace(installed, "t") as ns:
+            item = {"key": "qna.yaml", "path": "knowledge/probe/qna.yaml"}
+            probe = {
+                "apiVersion": "labrador.dev/v1alpha1", "kind": "Taxonomy", "metadata": {"name": "probe"},
+                "spec": {"source": {"configMap": {"name": "probe", "items": [item]}}},
+            }  # fmt: skip
+            installed.apply(probe, ns)
+            wait_for(
+                lambda: (
+                    op.runtime.cache.children((ns, "taxonomy", "probe")).jobs
+                    and installed.get("taxonomy", "probe", ns).get("status", {}).get("phase")
+                ),
+                timeout=90,
+                what="the operator's first reconcile (sync Job cached, status written)",
+            )
+        yield op
+    assert op.exception is None, op.exception
+    assert not [e for e in op.errors if "Traceback" in e], "\n".join(op.errors)
 
 
 def bind_claim(kube: Kube, namespace: str, claim: str, access: str = "ReadWriteMany") -> None:

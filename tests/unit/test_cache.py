@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labrador_operator.cache import MANAGED, Cache, pages, watched
 from labrador_operator.constants import ANNOTATION_OWNER, LABEL_KIND, LABEL_MANAGED_BY, MANAGED_BY
+from labrador_operator.controller.cache import MANAGED, Cache, pages, watched
 
 
 def parent(name: str, ns: str = "a", phase: str | None = None) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def test_resync_forgets_what_two_lists_in_a_row_lack() -> None:
     """A deletion the watches missed (kopf's relist after a 410 yields only what exists) leaves a ghost; a periodic
     resync drops an entry missing from two LISTs in a row — one absence alone may be an object created while the
     LIST ran — and names the parents whose children went."""
-    from labrador_operator.cache import CHILD_KINDS, PARENTS
+    from labrador_operator.controller.cache import CHILD_KINDS, PARENTS
 
     c = Cache()
     for name in ("kept", "ghost", "new"):
@@ -177,13 +177,13 @@ def test_resync_forgets_what_two_lists_in_a_row_lack() -> None:
     assert set(c.children(("a", "finetunejob", "kept")).jobs) == {"kept-knowledge"}
 
 
-def test_children_of_globbed_namespaces_are_listed_with_the_namespaces_unfiltered(monkeypatch: Any) -> None:
+def test_children_of_globbed_namespaces_are_listed_with_the_namespaces_unfiltered() -> None:
     """With namespace globs the cache's LIST first lists the cluster's namespaces: without the children's label
     selector (no namespace carries it — every child went missing from the startup load, and the resync then forgot
     every child the watches had brought)."""
     from urllib.parse import urlencode
 
-    from labrador_operator.handlers import client
+    from labrador_operator.controller.client import Client
 
     asked: list[str] = []
     world = {
@@ -209,7 +209,7 @@ def test_children_of_globbed_namespaces_are_listed_with_the_namespaces_unfiltere
             items = [] if path == "/api/v1/namespaces" and selector else world[path]
             return Response(json.dumps({"items": items}).encode())
 
-    monkeypatch.setattr(client, "api", Api)
+    client = Client(api_client=Api())  # type: ignore[arg-type]
     jobs = list(client.list_objects("Job", MANAGED, ("g-*",)))
     assert [j["metadata"]["name"] for j in jobs] == ["j1"]
     assert asked[0] == "/api/v1/namespaces?limit=100"

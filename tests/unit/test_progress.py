@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labrador_operator import progress
+from labrador_operator.controller import progress
 
 SDG_TEXT = """# TYPE labrador_sdg_samples_generated gauge
 labrador_sdg_samples_generated 4.0

@@ -1,4 +1,4 @@
-"""The reconcile queue (labrador_operator/workqueue.py): one reconcile per key at a time, bursts coalesced, a key
+"""The reconcile queue (controller/workqueue.py): one reconcile per key at a time, bursts coalesced, a key
 named during its own reconcile reconciled once more, failures isolated, kopf's context carried into the threads."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterator
 
 import pytest
 
-from labrador_operator.workqueue import WorkQueue
+from labrador_operator.controller.workqueue import WorkQueue
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR")
 
@@ -73,8 +73,7 @@ def test_key_named_during_its_reconcile_runs_again_never_concurrently() -> None:
     assert running.wait(5)
     q.add("k")  # while the first reconcile runs: queued for after it, not run beside it
     q.add("k")
-    time.sleep(0.1)
-    assert calls[0] == 1
+    assert calls[0] == 1 and q.pending() == 1  # one key, running and named again
     release.set()
     assert q.join(5)
     assert calls[0] == 2 and not overlap[0]
@@ -103,37 +102,40 @@ def test_a_failing_reconcile_does_not_stop_the_others(queue_log: pytest.LogCaptu
 def test_a_failed_reconcile_is_retried_with_backoff_until_it_succeeds(queue_log: pytest.LogCaptureFixture) -> None:
     """No event may come for a while (a job waiting on nothing): the queue itself tries again, 0.05 s, 0.1 s, ..."""
     times: list[float] = []
+    succeeded = threading.Event()
 
     def handler(key: Hashable) -> None:
         times.append(time.monotonic())
         if len(times) < 3:
             raise RuntimeError("API hiccup")
+        succeeded.set()
 
     q = WorkQueue(handler, workers=1, retry_base=0.05, retry_max=1)
     q.add("k")
-    deadline = time.monotonic() + 5
-    while len(times) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert succeeded.wait(5) and q.join(5)
     assert len(times) == 3
     assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
     assert "(2 in a row); again in 0 s" in queue_log.text  # 0.1 s, printed rounded
-    time.sleep(0.3)
-    assert len(times) == 3  # succeeded: no more retries
+    assert q.waiting_retries() == 0  # succeeded: no retry left waiting
     q.shutdown()
 
 
 def test_on_idle_runs_when_the_queue_drains() -> None:
     idle: list[int] = []
+    drained = threading.Event()
     gate = threading.Event()
-    q = WorkQueue(lambda key: gate.wait(5), workers=4, on_idle=lambda: idle.append(q.pending()))
+
+    def on_idle() -> None:
+        idle.append(q.pending())
+        drained.set()
+
+    q = WorkQueue(lambda key: gate.wait(5), workers=4, on_idle=on_idle)
     for k in range(10):
         q.add(k)
-    time.sleep(0.1)
-    assert idle == []  # still busy
+    assert idle == [] and q.pending() == 10  # still busy: every reconcile waits at the gate
     gate.set()
-    assert q.join(5)
-    time.sleep(0.1)
-    assert idle and set(idle) == {0}
+    assert q.join(5) and drained.wait(5)
+    assert set(idle) == {0}
     q.shutdown()
 
 
@@ -161,6 +163,17 @@ def test_failures_are_reported_and_retries_share_one_thread(queue_log: pytest.Lo
     failing = set(range(200))
     heard: list[tuple[Hashable, int, str]] = []
     recovered: list[Hashable] = []
+    cv = threading.Condition()
+
+    def hear(key: Hashable, n: int, exc: BaseException) -> None:
+        with cv:
+            heard.append((key, n, str(exc)))
+            cv.notify_all()
+
+    def recover(key: Hashable) -> None:
+        with cv:
+            recovered.append(key)
+            cv.notify_all()
 
     def handler(key: Hashable) -> None:
         if key in failing:
@@ -171,21 +184,20 @@ def test_failures_are_reported_and_retries_share_one_thread(queue_log: pytest.Lo
         workers=4,
         retry_base=0.2,
         retry_max=0.4,
-        on_failure=lambda key, n, exc: heard.append((key, n, str(exc))),
-        on_recovered=recovered.append,
+        on_failure=hear,
+        on_recovered=recover,
     )
     threads = threading.active_count()
     for k in range(200):
         q.add(k)
-    deadline = time.monotonic() + 10
-    while sum(1 for _, n, _ in heard if n == 2) < 200 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    with cv:
+        assert cv.wait_for(lambda: sum(1 for _, n, _ in heard if n == 2) >= 200, 10)
     assert {k for k, n, _ in heard if n == 2} == set(range(200))
     assert ("7", 1, "quota exceeded for 7") not in heard and (7, 1, "quota exceeded for 7") in heard
     assert threading.active_count() <= threads + 4 + 1  # the workers and the one retry thread
     failing.clear()  # the quota is lifted: each key's next retry succeeds
-    while len(set(recovered)) < 200 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    with cv:
+        assert cv.wait_for(lambda: len(set(recovered)) >= 200, 10)
     assert sorted(set(recovered)) == list(range(200)) and len(recovered) == 200
     assert q.join(5) and q.waiting_retries() == 0
     q.shutdown()
@@ -216,28 +228,12 @@ def test_an_exclusive_section_never_overlaps_a_reconcile_of_its_key() -> None:
         q.add("job")
     assert q.join(5)
     assert overlaps == [] and done.count("progress") == 5 and done[-1] == "reconcile"
-    gate = threading.Event()
-    q2 = WorkQueue(lambda key: gate.wait(5), workers=1)
+    gate, started = threading.Event(), threading.Event()
+    q2 = WorkQueue(lambda key: (started.set(), gate.wait(5)), workers=1)
     q2.add("busy")
-    time.sleep(0.05)
+    assert started.wait(5)
     assert q2.exclusive("busy", lambda: None, timeout=0.1) is False  # a reconcile that does not end: gives up
     gate.set()
     assert q2.join(5)
     q.shutdown()
     q2.shutdown()
-
-
-def test_a_progress_sample_never_lands_on_a_finished_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    from labrador_operator.handlers import apply
-
-    written: list[dict[str, object]] = []
-    body = {"metadata": {"namespace": "n", "name": "j"}, "status": {"phase": "Running", "progress": {"percent": 10}}}
-    monkeypatch.setattr(apply.CACHE, "parent", lambda plural, ns, name: body)
-    monkeypatch.setattr(apply.client, "patch_status", lambda plural, ns, name, fields: written.append(fields))
-    apply.write_progress("finetunejobs", "n", "j", lambda now: {"percent": 40, "updated": "t"})
-    assert written == [{"progress": {"percent": 40, "updated": "t"}}]
-    apply.forget("finetunejobs", "n", "j")
-    body["status"] = {"phase": "Succeeded", "progress": {"percent": 100, "etaSeconds": 0}}  # a reconcile finished it
-    apply.write_progress("finetunejobs", "n", "j", lambda now: {"percent": 40, "updated": "t2"})
-    assert len(written) == 1
-    apply.forget("finetunejobs", "n", "j")

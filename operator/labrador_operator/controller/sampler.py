@@ -19,19 +19,19 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from labrador_operator import memory
-from labrador_operator.cache import CACHE, PLURAL_OF_LABEL, Cache
-from labrador_operator.handlers import client, finetune, sdg, taxonomy
-from labrador_operator.handlers.apply import current_status, enqueue
+from labrador_operator.controller import finetune, memory, sdg, taxonomy
+from labrador_operator.controller.cache import PLURAL_OF_LABEL
 from labrador_operator.reconcile.observe import parse_time
-from labrador_operator.settings import Settings
+
+if TYPE_CHECKING:
+    from labrador_operator.controller.runtime import Runtime
 
 log = logging.getLogger("labrador.sampler")
-Sample = Callable[[dict[str, Any]], None]
+Sample = Callable[["Runtime", dict[str, Any]], None]
 
 #: (plural, phase that is sampled, function that samples one)
 PROGRESS: tuple[tuple[str, str, Sample], ...] = (
@@ -69,18 +69,19 @@ def paused_by_peers(status: dict[str, Any], priority: int, now: datetime) -> boo
 class Sampler:
     def __init__(
         self,
-        cache: Cache,
-        settings: Settings,
+        rt: Runtime,
         kopf_settings: kopf.OperatorSettings,
         progress: tuple[tuple[str, str, Sample], ...] = PROGRESS,
     ):
-        self.cache, self.settings, self.kopf_settings, self.progress = cache, settings, kopf_settings, progress
+        self.rt, self.cache, self.settings = rt, rt.cache, rt.settings
+        self.kopf_settings, self.progress = kopf_settings, progress
+        self.namespaces = rt.config.namespaces
         self.stop = threading.Event()
-        self.pool = ThreadPoolExecutor(settings.progress_concurrency, thread_name_prefix="labrador-sampler")
-        self.slots = threading.Semaphore(settings.progress_concurrency)
+        self.pool = ThreadPoolExecutor(self.settings.progress_concurrency, thread_name_prefix="labrador-sampler")
+        self.slots = threading.Semaphore(self.settings.progress_concurrency)
         self.thread = threading.Thread(target=self.run, name="labrador-sampler", daemon=True)
-        self.next_refresh = time.monotonic() + settings.refresh_check_seconds
-        self.next_resync = time.monotonic() + settings.cache_resync_seconds
+        self.next_refresh = time.monotonic() + self.settings.refresh_check_seconds
+        self.next_resync = time.monotonic() + self.settings.cache_resync_seconds
         self.was_paused = False
 
     def start(self) -> None:
@@ -95,7 +96,7 @@ class Sampler:
         """Each parent the cache has in a sampled phase, unless our own last write has moved it on since."""
         for plural, phase, fn in self.progress:
             for obj in self.cache.parents(plural, phases=(phase,)):
-                if current_status(plural, obj).get("phase") == phase:  # not what we wrote since
+                if self.rt.current_status(plural, obj).get("phase") == phase:  # not what we wrote since
                     yield fn, obj
 
     def refreshing(self) -> Iterator[tuple[Sample, dict[str, Any]]]:
@@ -107,12 +108,12 @@ class Sampler:
         peering = self.kopf_settings.peering
         if peering.standalone:
             return False
-        plain = [ns for ns in self.settings.namespaces if not any(c in ns for c in "*?[!")]
+        plain = [ns for ns in self.namespaces if not any(c in ns for c in "*?[!")]
         try:
             if peering.clusterwide or not plain:
-                obj = client.get_object("kopf.dev", "v1", "clusterkopfpeerings", peering.name)
+                obj = self.rt.client.get_object("kopf.dev", "v1", "clusterkopfpeerings", peering.name)
             else:
-                obj = client.get_object("kopf.dev", "v1", "kopfpeerings", peering.name, namespace=plain[0])
+                obj = self.rt.client.get_object("kopf.dev", "v1", "kopfpeerings", peering.name, namespace=plain[0])
         except Exception as e:  # an API hiccup: skip this round rather than write as a possible standby
             log.warning("cannot read peering %s: %s", peering.name, e)
             return True
@@ -152,22 +153,22 @@ class Sampler:
     def resync(self) -> None:
         """Ghosts out of the cache (deletions a watch relist missed); the parents they belonged to reconcile again."""
         try:
-            touched = client.resync_cache(self.cache, self.settings.namespaces)
+            touched = self.rt.client.resync_cache(self.cache, self.namespaces)
         except Exception as e:
             log.warning("cache resync failed (next try in %.0f s): %s", self.settings.cache_resync_seconds, e)
             return
         for namespace, kind, name in touched:
-            enqueue(PLURAL_OF_LABEL[kind], namespace, name)
+            self.rt.enqueue(PLURAL_OF_LABEL[kind], namespace, name)
 
     def reload(self) -> None:
         try:
-            client.load_cache(self.cache, self.settings.namespaces, prune_only=True)
+            self.rt.client.load_cache(self.cache, self.namespaces, prune_only=True)
         except Exception:
             log.exception("reloading the cache failed; the watch events keep it current from here")
 
     def _one(self, fn: Sample, obj: dict[str, Any]) -> None:
         try:
-            fn(obj)
+            fn(self.rt, obj)
         except Exception as e:  # one job's scrape never stops the others; the traceback at debug level
             meta = obj.get("metadata") or {}
             log.warning(
@@ -176,17 +177,3 @@ class Sampler:
             )  # fmt: skip
         finally:
             self.slots.release()
-
-
-@kopf.on.startup()
-def start_sampler(memo: kopf.Memo, settings: kopf.OperatorSettings, **kw: Any) -> None:
-    sampler = Sampler(CACHE, Settings.from_env(), settings)
-    sampler.start()
-    memo["labrador_sampler"] = sampler
-
-
-@kopf.on.cleanup()
-def stop_sampler(memo: kopf.Memo, **_: Any) -> None:
-    sampler = memo.get("labrador_sampler")
-    if sampler is not None:
-        sampler.close()

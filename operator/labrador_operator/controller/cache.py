@@ -277,7 +277,3 @@ def pages(fetch: Callable[[str | None], bytes]) -> Iterator[dict[str, Any]]:
         token = (page.get("metadata") or {}).get("continue")
         if not token:
             return
-
-
-#: the process's one cache (the handlers, the sampler and the webhooks share it)
-CACHE = Cache()

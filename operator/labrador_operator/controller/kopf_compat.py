@@ -1,0 +1,33 @@
+"""Every use of kopf's private modules or of names kopf renamed, in one place, for the kopf range pyproject pins
+(``kopf>=1.38,<1.46``). A kopf upgrade checks this module first; tests/unit/test_kopf_compat.py fails when a name here
+is gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from kopf._core.reactor import inventory  # not re-exported by kopf; kopf.operator(memories=...) takes one
+
+
+class TransientMemories(inventory.ResourceMemories):
+    """kopf keeps a record per watched object for as long as the object exists (its memo, error throttler, daemon
+    and index state: ~0.75 KiB; 30,000 records for 5,000 jobs with their children). Labrador uses none of it — no
+    daemons, timers, indexes, memos or change-detecting handlers (tests/unit/test_handlers.py) — so each event gets
+    a fresh record that goes with the event, as kopf already does for admission requests. `labrador-operator`
+    passes this to kopf.operator()."""
+
+    async def recall(
+        self,
+        raw_body: Any,
+        *,
+        memobase: Any = None,
+        noticed_by_listing: bool = False,
+        ephemeral: bool = False,
+    ) -> inventory.ResourceMemory:
+        return await super().recall(raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing, ephemeral=True)
+
+
+def queueing_settings(settings: kopf.OperatorSettings) -> Any:
+    """kopf's per-object worker settings: ``settings.queueing`` (kopf ≥ 1.40), ``settings.batching`` before."""
+    return getattr(settings, "queueing", None) or settings.batching
