@@ -70,3 +70,19 @@ def test_kopf_keeps_no_diff_base_and_no_record_per_object() -> None:
     first = asyncio.run(memories.recall(body))
     second = asyncio.run(memories.recall(body))
     assert first is not second and list(memories.iter_all_memories()) == []
+
+
+def test_kopf_is_in_the_range_its_compat_module_was_written_for() -> None:
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (spec,) = [d.removeprefix("kopf") for d in deps if d.startswith("kopf")]
+    assert version("kopf") in SpecifierSet(spec), (version("kopf"), spec)
+    import kopf
+
+    from labrador_operator.controller.kopf_compat import queueing_settings
+
+    assert queueing_settings(kopf.OperatorSettings()).idle_timeout > 0

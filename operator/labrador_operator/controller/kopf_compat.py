@@ -1,6 +1,6 @@
 """Every use of kopf's private modules or of names kopf renamed, in one place, for the kopf range pyproject pins
-(``kopf>=1.38,<1.46``). A kopf upgrade checks this module first; tests/unit/test_kopf_compat.py fails when a name here
-is gone."""
+(``kopf>=1.38,<1.46``). A kopf upgrade checks this module first; tests/unit/test_handlers.py fails when the installed
+kopf leaves that range or a name here is gone."""
 
 from __future__ import annotations
 
