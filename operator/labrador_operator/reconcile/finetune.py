@@ -8,6 +8,7 @@ from typing import Any
 
 from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Phase, Reason
 from labrador_operator.builders import finetune as b
+from labrador_operator.reconcile.common import done_progress, finished, job_failure
 from labrador_operator.reconcile.observe import Children, JobState, seconds_between
 from labrador_operator.reconcile.plan import Plan, condition
 from labrador_operator.reconcile.results import EvaluateResult, TrainResult, lenient
@@ -61,22 +62,6 @@ def data_from_sdg(spec: FineTuneJobSpec, sdg: dict[str, Any] | None) -> DataDepe
             general=tuple(str(r["path"]) for r in replay if isinstance(r, dict) and r.get("path")),
         )
     )
-
-
-def finished(status: dict[str, Any], generation: int | None) -> bool:
-    """Succeeded or Failed is final, as for a batch Job: later spec edits (say, a TTL) never rerun the training."""
-    invalid_spec = any(c.get("reason") == "InvalidSpec" for c in status.get("conditions") or [])
-    return status.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value) and not invalid_spec
-
-
-def _failure(job: JobState) -> tuple[str, str]:
-    if job.failure_reason == "DeadlineExceeded":
-        return Reason.DEADLINE_EXCEEDED, f"Job {job.name} ran past runPolicy.activeDeadlineSeconds"
-    if job.failure_reason == "PodFailurePolicy":
-        return Reason.USER_ERROR, f"Job {job.name} exited with a user-error code: check its logs and the spec"
-    if job.failure_reason == "BackoffLimitExceeded":
-        return Reason.BACKOFF_LIMIT_EXCEEDED, f"Job {job.name} failed {job.failed} times (runPolicy.backoffLimit)"
-    return job.failure_reason or "JobFailed", job.failure_message or f"Job {job.name} failed"
 
 
 def _gang_verdict(job: JobState) -> str:
@@ -228,7 +213,7 @@ def plan(
         if job.failed_terminal:
             retry = _gang_restart(spec, [children.jobs[a] for a in attempts]) if spec.resources.nodes > 1 else None
             if retry is None or isinstance(retry, tuple):
-                failure = retry or _failure(job)
+                failure = retry or job_failure(job)
                 current = phase.name
                 continue
             n = len(attempts)  # the next attempt, as a whole group: it resumes from the phase's last saved state
@@ -247,7 +232,7 @@ def plan(
                 ensure(b.build_select_job(owner, spec, phase.name, settings), children.jobs)
                 current, all_done = phase.name, False
             elif select.failed_terminal:
-                failure, current = _failure(select), phase.name
+                failure, current = job_failure(select), phase.name
             elif not select.complete:
                 current, all_done = phase.name, False
 
@@ -305,7 +290,7 @@ def plan(
             fields.pop("currentPhase", None)
             return finish(Phase.EVALUATING, usage=usage, **fields)
         if ev.failed_terminal:
-            reason, message = _failure(ev)
+            reason, message = job_failure(ev)
             cond(ConditionType.RUNNING, False, reason, message)
             cond(ConditionType.READY, False, reason, message)
             cond(ConditionType.FAILED, True, reason, message)
@@ -328,10 +313,4 @@ def plan(
     done = max((j.completion_time for j in children.jobs.values() if j.completion_time), default=None)
     if done:
         fields["completionTime"] = done
-    return finish(Phase.SUCCEEDED, usage=usage, outputs=outputs, **_done_progress(status), **fields)
-
-
-def _done_progress(status: dict[str, Any]) -> dict[str, Any]:
-    """A finished job's progress reads 100% with nothing left, not the last sample taken while it ran."""
-    last = status.get("progress")
-    return {"progress": {**last, "percent": 100, "etaSeconds": 0, "eta": "0s"}} if last else {}
+    return finish(Phase.SUCCEEDED, usage=usage, outputs=outputs, **done_progress(status), **fields)

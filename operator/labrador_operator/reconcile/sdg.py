@@ -6,7 +6,7 @@ from typing import Any
 
 from labrador_operator.api.sdg import ConditionType, Phase, Reason, SyntheticDataJobSpec
 from labrador_operator.builders import sdg as b
-from labrador_operator.reconcile.finetune import _done_progress, _failure, finished
+from labrador_operator.reconcile.common import done_progress, finished, job_failure
 from labrador_operator.reconcile.observe import Children, seconds_between
 from labrador_operator.reconcile.plan import Plan, condition
 from labrador_operator.reconcile.results import GenerateResult, MixResult, lenient
@@ -99,7 +99,7 @@ def plan(
 
     failed = next((j for j in (gen, mix) if j is not None and j.failed_terminal), None)
     if failed is not None:
-        reason, message = _failure(failed)
+        reason, message = job_failure(failed)
         cond(ConditionType.RUNNING, False, reason, message)
         cond(ConditionType.READY, False, reason, message)
         cond(ConditionType.FAILED, True, reason, message)
@@ -140,5 +140,5 @@ def plan(
     cond(ConditionType.RUNNING, False, Reason.SUCCEEDED, "")
     cond(ConditionType.READY, True, Reason.SUCCEEDED, f"data in {b.out_dir(owner)}")
     cond(ConditionType.FAILED, False, Reason.SUCCEEDED, "")
-    progress = _done_progress(status)
+    progress = done_progress(status)
     return finish(Phase.SUCCEEDED, outputs=outputs, completionTime=mix.completion_time, **progress, **fields)
