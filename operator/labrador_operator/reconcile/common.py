@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labrador_operator.api.common import RunPolicy
 from labrador_operator.reconcile.observe import JobState
 from labrador_operator.reconcile.plan import condition
 
@@ -67,16 +68,17 @@ def finished(status: dict[str, Any], generation: int | None) -> bool:
     return status.get("phase") in TERMINAL and not invalid_spec
 
 
-def suspension_patches(jobs: Iterable[JobState], *, suspend: bool, queue_name: str | None) -> list[Patch]:
-    """Merge patches that suspend (spec.suspend) or resume the unfinished Jobs; with a Kueue queue, Kueue owns the
-    flag and resumes them itself."""
+def suspension_patches(jobs: Iterable[JobState], run_policy: RunPolicy) -> list[Patch]:
+    """Merge patches that suspend (runPolicy.suspend) or resume the unfinished Jobs; with a Kueue queue
+    (runPolicy.queueName), Kueue owns the flag and resumes them itself."""
+    suspend = run_policy.suspend
     out: list[Patch] = []
     for job in jobs:
         if job.finished:
             continue
         if suspend and not job.suspend_requested:
             out.append(("Job", job.name, {"spec": {"suspend": True}}))
-        elif not suspend and job.suspend_requested and not queue_name:
+        elif not suspend and job.suspend_requested and not run_policy.queue_name:
             out.append(("Job", job.name, {"spec": {"suspend": False}}))
     return out
 
