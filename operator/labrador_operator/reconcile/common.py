@@ -1,8 +1,9 @@
-"""What the decisions of the Job-running kinds (FineTuneJob, SyntheticDataJob) share. Pure.
+"""What the decisions of the kinds share. Pure.
 
-The terminal check, suspending and resuming their Jobs, which children to create, why a Job failed, and the
-conditions every such kind reports the same way (failed, suspended, running, succeeded). Each function returns a
-value; the kinds' modules put them together into a Plan.
+Every kind: the condition maker (``Conditions``) and the decided status (``Outcome``). The kinds that run a batch of
+Jobs (FineTuneJob, SyntheticDataJob): the terminal check, suspending and resuming their Jobs, which children are
+missing, why a Job failed, and the conditions they report the same way (failed, suspended, running, succeeded).
+Each function returns a value; the kinds' modules (finetune.py, sdg.py, taxonomy.py) put them together into a Plan.
 """
 
 from __future__ import annotations
