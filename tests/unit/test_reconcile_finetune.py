@@ -180,13 +180,13 @@ def test_a_finished_job_never_starts_over_when_its_children_are_cleaned_up() -> 
 
 
 def test_finished_progress_reads_complete() -> None:
-    from labrador_operator.reconcile.finetune import _done_progress
+    from labrador_operator.reconcile.common import done_progress
 
     last = {"percent": 83, "step": 2, "totalSteps": 3, "etaSeconds": 5, "eta": "5s", "loss": 1.5}
-    assert _done_progress({"progress": last}) == {
+    assert done_progress({"progress": last}) == {
         "progress": {"percent": 100, "step": 2, "totalSteps": 3, "etaSeconds": 0, "eta": "0s", "loss": 1.5}
     }
-    assert _done_progress({}) == {}
+    assert done_progress({}) == {}
 
 
 def test_pod_problems_become_the_running_condition() -> None:

@@ -1,15 +1,22 @@
-"""Deciding a FineTuneJob: from its spec, its observed children and its data dependency to a Plan. Pure."""
+"""Deciding a FineTuneJob: from its spec, its observed children and its data dependency to a Plan. Pure.
+
+``plan`` reads top to bottom: the terminal check, the data gate (``finetune_data_gate``), the phase walk
+(``finetune_phase_walk``: each phase's status entry, and the first phase not done, ``finetune_phase_step``), the
+evaluation after the last phase (``finetune_evaluation``) and the status they come to (``finetune_status``).
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Phase, Reason
 from labrador_operator.builders import finetune as b
+from labrador_operator.reconcile import common
+from labrador_operator.reconcile.common import Conditions, Manifest, Outcome
 from labrador_operator.reconcile.observe import Children, JobState, seconds_between
-from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.reconcile.plan import Plan
 from labrador_operator.reconcile.results import EvaluateResult, TrainResult, lenient
 from labrador_operator.settings import Settings
 
@@ -63,85 +70,6 @@ def data_from_sdg(spec: FineTuneJobSpec, sdg: dict[str, Any] | None) -> DataDepe
     )
 
 
-def finished(status: dict[str, Any], generation: int | None) -> bool:
-    """Succeeded or Failed is final, as for a batch Job: later spec edits (say, a TTL) never rerun the training."""
-    invalid_spec = any(c.get("reason") == "InvalidSpec" for c in status.get("conditions") or [])
-    return status.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value) and not invalid_spec
-
-
-def _failure(job: JobState) -> tuple[str, str]:
-    if job.failure_reason == "DeadlineExceeded":
-        return Reason.DEADLINE_EXCEEDED, f"Job {job.name} ran past runPolicy.activeDeadlineSeconds"
-    if job.failure_reason == "PodFailurePolicy":
-        return Reason.USER_ERROR, f"Job {job.name} exited with a user-error code: check its logs and the spec"
-    if job.failure_reason == "BackoffLimitExceeded":
-        return Reason.BACKOFF_LIMIT_EXCEEDED, f"Job {job.name} failed {job.failed} times (runPolicy.backoffLimit)"
-    return job.failure_reason or "JobFailed", job.failure_message or f"Job {job.name} failed"
-
-
-def _gang_verdict(job: JobState) -> str:
-    """Why a multi-node phase attempt failed, from its Job's failure (see builders.finetune.build_phase_job):
-    user (exit 2: fix the spec), preempted (saved its state, or disrupted: not counted), deadline, or crash."""
-    if job.failure_reason == "DeadlineExceeded":
-        return "deadline"
-    if job.failure_reason == "PodFailurePolicy":
-        rule = re.search(r"rule at index (\d+)", job.failure_message)
-        index = int(rule.group(1)) if rule else b.GANG_RULE_USER_ERROR
-        return "user" if index == b.GANG_RULE_USER_ERROR else "preempted"
-    return "crash"
-
-
-def _gang_restart(spec: FineTuneJobSpec, attempts: list[JobState]) -> bool | tuple[str, str] | None:
-    """The failed last attempt of a multi-node phase: True to start the next attempt (a preemption, or a crash
-    within runPolicy.backoffLimit), a (reason, message) failure when the crashes are spent, None for a failure
-    that no restart can mend (user error, deadline)."""
-    verdict = _gang_verdict(attempts[-1])
-    if verdict in ("user", "deadline"):
-        return None
-    crashes = sum(1 for j in attempts if j.failed_terminal and _gang_verdict(j) == "crash")
-    limit = spec.run_policy.backoff_limit
-    if verdict == "preempted" or crashes <= limit:
-        return True
-    return Reason.BACKOFF_LIMIT_EXCEEDED, (
-        f"phase failed {crashes} times as a group of {spec.resources.nodes} pods (runPolicy.backoffLimit {limit}); "
-        f"last: {attempts[-1].failure_message or attempts[-1].failure_reason}"
-    )[:1000]
-
-
-def _phase_entry(
-    name: str, job: JobState | None, select: JobState | None, result: dict[str, Any] | None, gpus: int
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": name, "state": "Pending"}
-    if job is None:
-        return entry
-    if job.start_time:
-        entry["startTime"] = job.start_time
-    last = select or job
-    if job.failed_terminal or (select is not None and select.failed_terminal):
-        entry["state"] = "Failed"
-    elif job.complete and (select is None or select.complete):
-        entry["state"] = "Succeeded"
-    elif job.ready or job.succeeded:
-        entry["state"] = "Running"
-    if last.finished and last.completion_time:
-        entry["completionTime"] = last.completion_time
-    if job.finished:
-        entry["gpuSeconds"] = round(seconds_between(job.start_time, job.completion_time) * gpus, 1)
-    if result:
-        r = lenient(TrainResult, result)
-        if r.final_loss is not None:
-            entry["finalLoss"] = r.final_loss
-        if r.tokens is not None:
-            entry["tokens"] = r.tokens
-        if r.dtype:
-            entry["dtype"] = r.dtype
-        if r.checkpoints:
-            entry["checkpoints"] = [c[:1024] for c in r.checkpoints[:100]]
-        if r.best_checkpoint:
-            entry["bestCheckpoint"] = r.best_checkpoint
-    return entry
-
-
 def plan(
     *,
     owner: b.Owner,
@@ -153,185 +81,395 @@ def plan(
     settings: Settings,
 ) -> Plan:
     status = status or {}
-    if finished(status, generation):
+    if common.finished(status, generation):
         return Plan()  # terminal: children may be gone (ttlSecondsAfterFinished); never start over
-    prev = status.get("conditions")
-    out = Plan()
-    conds: list[dict[str, Any]] = []
+    cond = Conditions(generation, status.get("conditions"))
+    blocked = finetune_data_gate(dep, cond)
+    if blocked is not None:
+        return Plan(status=blocked.status(generation))
+    assert dep.data is not None
+    walk = finetune_phase_walk(owner, spec, children, settings)
+    evaluation = finetune_evaluation(owner, spec, children, settings) if walk.step is None else None
+    outcome = finetune_status(
+        owner=owner, spec=spec, status=status, children=children, walk=walk, evaluation=evaluation, cond=cond
+    )
+    wanted = [*finetune_config_map(owner, spec, dep.data, children, settings), *outcome.wanted]
+    return Plan(
+        create=[] if spec.run_policy.suspend else wanted,  # a suspended job creates nothing
+        patch=common.suspension_patches(children.jobs.values(), spec.run_policy),
+        status=outcome.status(generation),
+    )
 
-    def cond(t: str, s: bool, reason: str, msg: str = "") -> None:
-        conds.append(condition(t, s, reason, msg, generation, prev))
 
-    def finish(phase: Phase, **fields: Any) -> Plan:
-        out.status = {"phase": phase.value, "observedGeneration": generation, "conditions": conds, **fields}
-        return out
+# --- 1. the data ------------------------------------------------------------------------------------------------
 
-    # 1. data dependency
+
+def finetune_data_gate(dep: DataDependency, cond: Conditions) -> Outcome | None:
+    """Failed when the SyntheticDataJob failed, Waiting while the data is not there yet; None once it is."""
     if dep.failed:
-        cond(ConditionType.DATA_READY, False, Reason.DATA_FAILED, dep.failed)
-        cond(ConditionType.READY, False, Reason.DATA_FAILED, dep.failed)
-        cond(ConditionType.FAILED, True, Reason.DATA_FAILED, dep.failed)
-        return finish(Phase.FAILED)
+        reason = Reason.DATA_FAILED
+        return Outcome(
+            Phase.FAILED,
+            [
+                cond(ConditionType.DATA_READY, False, reason, dep.failed),
+                cond(ConditionType.READY, False, reason, dep.failed),
+                cond(ConditionType.FAILED, True, reason, dep.failed),
+            ],
+        )
     if dep.data is None:
-        cond(ConditionType.DATA_READY, False, dep.waiting, dep.message)
-        cond(ConditionType.READY, False, dep.waiting, dep.message)
-        return finish(Phase.WAITING)
-    cond(ConditionType.DATA_READY, True, Reason.DATA_READY, "")
+        return Outcome(
+            Phase.WAITING,
+            [
+                cond(ConditionType.DATA_READY, False, dep.waiting, dep.message),
+                cond(ConditionType.READY, False, dep.waiting, dep.message),
+            ],
+        )
+    return None
 
-    suspend = spec.run_policy.suspend
-    gpus = spec.resources.nodes * max(spec.resources.gpus_per_node, 0)
 
-    # 2. suspend / resume existing Jobs (Kueue owns the flag when queueName is set)
-    for job in children.jobs.values():
-        if job.finished:
-            continue
-        if suspend and not job.suspend_requested:
-            out.patch.append(("Job", job.name, {"spec": {"suspend": True}}))
-        elif not suspend and job.suspend_requested and not spec.run_policy.queue_name:
-            out.patch.append(("Job", job.name, {"spec": {"suspend": False}}))
+def finetune_config_map(
+    owner: b.Owner, spec: FineTuneJobSpec, data: b.Data, children: Children, settings: Settings
+) -> list[Manifest]:
+    """The ConfigMap of every phase's run config, built only when it is missing."""
+    if b.config_map_name(owner) in children.config_maps:
+        return []
+    return [b.build_config_map(owner, spec, data, settings)]
 
-    def ensure(manifest: dict[str, Any] | None, existing: set[str] | dict[str, Any]) -> None:
-        if manifest is not None and manifest["metadata"]["name"] not in existing and not suspend:
-            out.create.append(manifest)
 
-    if b.config_map_name(owner) not in children.config_maps:  # built only when missing: JSON of every phase
-        ensure(b.build_config_map(owner, spec, dep.data, settings), children.config_maps)
+# --- 2. the phases in order -------------------------------------------------------------------------------------
 
-    # 3. phases in order
-    phases: list[dict[str, Any]] = []
-    current: str | None = None
+
+@dataclass(frozen=True)
+class FineTuneStep:
+    """The first phase that is not done, and what it waits for."""
+
+    phase: str
+    #: the Job whose pods it waits for; None: its first attempt's (and its select Job's)
+    job: str | None = None
+    #: its children that do not exist yet
+    wanted: list[Manifest] = field(default_factory=list)
+    #: (reason, message) when it failed for good
     failure: tuple[str, str] | None = None
-    restarts = 0
-    tokens = 0
-    gpu_seconds = 0.0
-    all_done = True
-    current_job: str | None = None
+    #: a multi-node phase started over as a group (its next attempt is wanted)
+    restarted: bool = False
+
+
+@dataclass(frozen=True)
+class FineTunePhaseWalk:
+    phases: list[dict[str, Any]]
+    restarts: int
+    tokens: int
+    gpu_seconds: float
+    #: None when every phase is done
+    step: FineTuneStep | None
+
+
+def finetune_phase_walk(
+    owner: b.Owner, spec: FineTuneJobSpec, children: Children, settings: Settings
+) -> FineTunePhaseWalk:
+    """Every phase's status entry, and the first phase not done: the phases run one after the other."""
+    gpus = spec.resources.nodes * max(spec.resources.gpus_per_node, 0)
+    phases: list[dict[str, Any]] = []
+    restarts, tokens, gpu_seconds = 0, 0, 0.0
+    step: FineTuneStep | None = None
     for phase in spec.phases:
         attempts = b.phase_attempts(owner, phase.name, children.jobs)
-        job_name = attempts[-1] if attempts else b.phase_job_name(owner, phase.name)
-        job = children.jobs.get(job_name)
-        select = children.jobs.get(b.select_job_name(owner, phase.name))
-        result = children.result(job_name)
-        sel_result = children.result(b.select_job_name(owner, phase.name)) if select else None
-        entry = _phase_entry(phase.name, job, select, {**(result or {}), **(sel_result or {})}, gpus)
-        phases.append(entry)
+        entry = finetune_phase_entry(owner, phase.name, attempts, children, gpus)
         restarts += sum(children.jobs[a].failed for a in attempts)
         tokens += int(entry.get("tokens", 0))
         gpu_seconds += float(entry.get("gpuSeconds", 0.0))
-        if failure or not all_done:
-            continue
-        if job is None:
-            ensure(b.build_phase_service(owner, spec, phase.name, settings), children.services)
-            ensure(b.build_phase_job(owner, spec, phase.name, settings), children.jobs)
-            current, current_job, all_done = phase.name, job_name, False
-            continue
-        if job.failed_terminal:
-            retry = _gang_restart(spec, [children.jobs[a] for a in attempts]) if spec.resources.nodes > 1 else None
-            if retry is None or isinstance(retry, tuple):
-                failure = retry or _failure(job)
-                current = phase.name
-                continue
-            n = len(attempts)  # the next attempt, as a whole group: it resumes from the phase's last saved state
-            ensure(b.build_phase_service(owner, spec, phase.name, settings, n), children.services)
-            ensure(b.build_phase_job(owner, spec, phase.name, settings, n), children.jobs)
-            phases[-1] = {k: v for k, v in entry.items() if k in ("name", "startTime", "gpuSeconds")} | {
-                "state": "Running"
-            }
-            current, current_job, all_done = phase.name, b.phase_job_name(owner, phase.name, n), False
-            continue
-        if not job.complete:
-            current, current_job, all_done = phase.name, job_name, False
-            continue
-        if spec.evaluation.checkpoint_selection == "best":
-            if select is None:
-                ensure(b.build_select_job(owner, spec, phase.name, settings), children.jobs)
-                current, all_done = phase.name, False
-            elif select.failed_terminal:
-                failure, current = _failure(select), phase.name
-            elif not select.complete:
-                current, all_done = phase.name, False
+        if step is None:
+            step = finetune_phase_step(owner, spec, phase.name, attempts, children, settings)
+            if step is not None and step.restarted:  # the next attempt runs; the failed one's results are history
+                entry = {k: v for k, v in entry.items() if k in ("name", "startTime", "gpuSeconds")} | {
+                    "state": "Running"
+                }
+        phases.append(entry)
+    return FineTunePhaseWalk(phases, restarts, tokens, gpu_seconds, step)
 
-    fields: dict[str, Any] = {"phases": phases, "restarts": restarts}
+
+def finetune_phase_entry(
+    owner: b.Owner, phase: str, attempts: list[str], children: Children, gpus: int
+) -> dict[str, Any]:
+    """status.phases[] of one phase: its latest attempt (and its checkpoint selection), with the trainer's result."""
+    job_name = attempts[-1] if attempts else b.phase_job_name(owner, phase)
+    job = children.jobs.get(job_name)
+    entry: dict[str, Any] = {"name": phase, "state": "Pending"}
+    if job is None:
+        return entry
+    select_name = b.select_job_name(owner, phase)
+    select = children.jobs.get(select_name)
+    if job.start_time:
+        entry["startTime"] = job.start_time
+    entry["state"] = finetune_phase_state(job, select)
+    last = select or job
+    if last.finished and last.completion_time:
+        entry["completionTime"] = last.completion_time
+    if job.finished:
+        entry["gpuSeconds"] = round(seconds_between(job.start_time, job.completion_time) * gpus, 1)
+    result = {**(children.result(job_name) or {}), **((children.result(select_name) if select else None) or {})}
+    return entry | finetune_train_result(result)
+
+
+def finetune_phase_state(job: JobState, select: JobState | None) -> str:
+    if job.failed_terminal or (select is not None and select.failed_terminal):
+        return "Failed"
+    if job.complete and (select is None or select.complete):
+        return "Succeeded"
+    if job.ready or job.succeeded:
+        return "Running"
+    return "Pending"
+
+
+def finetune_train_result(raw: dict[str, Any]) -> dict[str, Any]:
+    """What the trainer (and the checkpoint selection) reported, as status fields; what does not fit is dropped."""
+    r = lenient(TrainResult, raw)
+    reported = {
+        "finalLoss": r.final_loss,
+        "tokens": r.tokens,
+        "dtype": r.dtype or None,
+        "checkpoints": [c[:1024] for c in r.checkpoints[:100]] or None,
+        "bestCheckpoint": r.best_checkpoint or None,
+    }
+    return {k: v for k, v in reported.items() if v is not None}
+
+
+def finetune_phase_step(
+    owner: b.Owner, spec: FineTuneJobSpec, phase: str, attempts: list[str], children: Children, settings: Settings
+) -> FineTuneStep | None:
+    """What a phase waits for, from its latest attempt: to be created, to finish, a restart, its checkpoint
+    selection; or how it failed. None when it is done."""
+    job_name = attempts[-1] if attempts else b.phase_job_name(owner, phase)
+    job = children.jobs.get(job_name)
+    if job is None:
+        return FineTuneStep(
+            phase, job_name, wanted=finetune_attempt_children(owner, spec, phase, 0, children, settings)
+        )
+    if job.failed_terminal:
+        return finetune_failed_phase(owner, spec, phase, attempts, children, settings)
+    if not job.complete:
+        return FineTuneStep(phase, job_name)
+    if spec.evaluation.checkpoint_selection == "best":
+        return finetune_selection_step(owner, spec, phase, children, settings)
+    return None
+
+
+def finetune_attempt_children(
+    owner: b.Owner, spec: FineTuneJobSpec, phase: str, attempt: int, children: Children, settings: Settings
+) -> list[Manifest]:
+    """An attempt's Service (multi-node: it names the pods) and Job, those that do not exist."""
+    return [
+        *common.missing(b.build_phase_service(owner, spec, phase, settings, attempt), children.services),
+        *common.missing(b.build_phase_job(owner, spec, phase, settings, attempt), children.jobs),
+    ]
+
+
+def finetune_failed_phase(
+    owner: b.Owner, spec: FineTuneJobSpec, phase: str, attempts: list[str], children: Children, settings: Settings
+) -> FineTuneStep:
+    """A phase whose latest attempt failed: the next attempt as a whole group (multi-node, when a restart can mend
+    it; it resumes from the phase's last saved state), else the failure."""
+    job = children.jobs[attempts[-1]]
+    retry = finetune_gang_restart(spec, [children.jobs[a] for a in attempts]) if spec.resources.nodes > 1 else None
+    if retry is None or isinstance(retry, tuple):
+        return FineTuneStep(phase, failure=retry or common.job_failure(job))
+    n = len(attempts)
+    return FineTuneStep(
+        phase,
+        b.phase_job_name(owner, phase, n),
+        wanted=finetune_attempt_children(owner, spec, phase, n, children, settings),
+        restarted=True,
+    )
+
+
+def finetune_selection_step(
+    owner: b.Owner, spec: FineTuneJobSpec, phase: str, children: Children, settings: Settings
+) -> FineTuneStep | None:
+    """checkpointSelection best: the phase is done once its select Job has picked the best checkpoint."""
+    select = children.jobs.get(b.select_job_name(owner, phase))
+    if select is None:
+        return FineTuneStep(
+            phase, wanted=common.missing(b.build_select_job(owner, spec, phase, settings), children.jobs)
+        )
+    if select.failed_terminal:
+        return FineTuneStep(phase, failure=common.job_failure(select))
+    if not select.complete:
+        return FineTuneStep(phase)
+    return None
+
+
+def finetune_gang_verdict(job: JobState) -> str:
+    """Why a multi-node phase attempt failed, from its Job's failure (see builders.finetune.build_phase_job):
+    user (exit 2: fix the spec), preempted (saved its state, or disrupted: not counted), deadline, or crash."""
+    if job.failure_reason == "DeadlineExceeded":
+        return "deadline"
+    if job.failure_reason == "PodFailurePolicy":
+        rule = re.search(r"rule at index (\d+)", job.failure_message)
+        index = int(rule.group(1)) if rule else b.GANG_RULE_USER_ERROR
+        return "user" if index == b.GANG_RULE_USER_ERROR else "preempted"
+    return "crash"
+
+
+def finetune_gang_restart(spec: FineTuneJobSpec, attempts: list[JobState]) -> bool | tuple[str, str] | None:
+    """The failed last attempt of a multi-node phase: True to start the next attempt (a preemption, or a crash
+    within runPolicy.backoffLimit), a (reason, message) failure when the crashes are spent, None for a failure
+    that no restart can mend (user error, deadline)."""
+    verdict = finetune_gang_verdict(attempts[-1])
+    if verdict in ("user", "deadline"):
+        return None
+    crashes = sum(1 for j in attempts if j.failed_terminal and finetune_gang_verdict(j) == "crash")
+    limit = spec.run_policy.backoff_limit
+    if verdict == "preempted" or crashes <= limit:
+        return True
+    return Reason.BACKOFF_LIMIT_EXCEEDED, (
+        f"phase failed {crashes} times as a group of {spec.resources.nodes} pods (runPolicy.backoffLimit {limit}); "
+        f"last: {attempts[-1].failure_message or attempts[-1].failure_reason}"
+    )[:1000]
+
+
+# --- 3. the evaluation ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FineTuneEvaluation:
+    """The evaluation after the last phase."""
+
+    state: Literal["off", "running", "failed", "done"]
+    job: JobState | None = None
+    wanted: list[Manifest] = field(default_factory=list)
+    #: outputs.evaluation once it is done
+    report: dict[str, Any] | None = None
+
+
+def finetune_evaluation(
+    owner: b.Owner, spec: FineTuneJobSpec, children: Children, settings: Settings
+) -> FineTuneEvaluation:
+    if not spec.evaluation.enabled:
+        return FineTuneEvaluation("off")
+    name = b.evaluate_job_name(owner)
+    job = children.jobs.get(name)
+    if job is None:
+        return FineTuneEvaluation(
+            "running", wanted=common.missing(b.build_evaluate_job(owner, spec, settings), children.jobs)
+        )
+    if not job.finished:
+        return FineTuneEvaluation("running", job)
+    if job.failed_terminal:
+        return FineTuneEvaluation("failed", job)
+    return FineTuneEvaluation("done", job, report=finetune_evaluation_report(children.result(name)))
+
+
+def finetune_evaluation_report(raw: dict[str, Any] | None) -> dict[str, Any]:
+    report = lenient(EvaluateResult, raw)
+    names = (
+        ("report", "report"),
+        ("base_score", "baseScore"),
+        ("tuned_score", "tunedScore"),
+        ("forgetting_delta", "forgettingDelta"),
+    )
+    return {key: getattr(report, attr) for attr, key in names if getattr(report, attr) is not None}
+
+
+# --- 4. the status ----------------------------------------------------------------------------------------------
+
+
+def finetune_status(
+    *,
+    owner: b.Owner,
+    spec: FineTuneJobSpec,
+    status: dict[str, Any],
+    children: Children,
+    walk: FineTunePhaseWalk,
+    evaluation: FineTuneEvaluation | None,
+    cond: Conditions,
+) -> Outcome:
+    """What the phase walk and the evaluation come to: Failed, Suspended, Pending or Running (training), then
+    Evaluating, Failed or Succeeded. The data is ready (the gate passed)."""
+    data_ready = cond(ConditionType.DATA_READY, True, Reason.DATA_READY, "")
+    fields = finetune_walk_fields(children, walk)
+    step = walk.step
+    if step is not None and step.failure is not None:
+        done = common.last_completion(children.jobs.values())
+        fields |= {"completionTime": done} if done else {}
+        failed = common.failed_conditions(cond, *step.failure)
+        return Outcome(Phase.FAILED, [data_ready, *failed], fields, step.wanted)
+    if step is not None and spec.run_policy.suspend:
+        suspended = common.suspended_conditions(cond, running_message=common.SUSPEND_MESSAGE)
+        return Outcome(Phase.SUSPENDED, [data_ready, *suspended], fields, step.wanted)
+    if step is not None:
+        training = finetune_training(owner, children, walk, step, cond)
+        not_suspended = cond(ConditionType.SUSPENDED, False, Reason.TRAINING, "")
+        return Outcome(training.phase, [data_ready, not_suspended, *training.conditions], fields, step.wanted)
+    assert evaluation is not None
+    end = finetune_evaluated(owner, spec, status, children, evaluation, cond)
+    not_suspended = cond(ConditionType.SUSPENDED, False, Reason.SUCCEEDED, "")
+    return Outcome(end.phase, [data_ready, not_suspended, *end.conditions], fields | end.fields, evaluation.wanted)
+
+
+def finetune_walk_fields(children: Children, walk: FineTunePhaseWalk) -> dict[str, Any]:
+    fields: dict[str, Any] = {"phases": walk.phases, "restarts": walk.restarts}
     starts = [j.start_time for j in children.jobs.values() if j.start_time]
     if starts:
         fields["startTime"] = min(starts)
-    if current:
-        fields["currentPhase"] = current
-    usage = {"gpuSeconds": round(gpu_seconds, 1), "tokens": tokens}
+    if walk.step is not None:
+        fields["currentPhase"] = walk.step.phase
+    fields["usage"] = {"gpuSeconds": round(walk.gpu_seconds, 1), "tokens": walk.tokens}
+    return fields
 
-    if failure:
-        reason, message = failure
-        cond(ConditionType.RUNNING, False, reason, message)
-        cond(ConditionType.READY, False, reason, message)
-        cond(ConditionType.FAILED, True, reason, message)
-        fields["completionTime"] = max(
-            (j.completion_time for j in children.jobs.values() if j.completion_time), default=None
+
+def finetune_training(
+    owner: b.Owner, children: Children, walk: FineTunePhaseWalk, step: FineTuneStep, cond: Conditions
+) -> Outcome:
+    """A phase is training: Running once anything ran, else Pending; the Running condition says how its pods are."""
+    phase = step.phase
+    running = any(j.running and (j.ready or j.succeeded) for j in children.jobs.values())
+    problem = children.problem(step.job or b.phase_job_name(owner, phase), b.select_job_name(owner, phase))
+    conditions = [
+        common.running_condition(
+            cond,
+            problem=problem,
+            running=running,
+            reason=Reason.TRAINING,
+            message=f"phase {phase}",
+            starting=f"phase {phase}: waiting for its pods to start",
+            problem_prefix=f"phase {phase}: ",
+        ),
+        cond(ConditionType.READY, False, Reason.TRAINING, f"training phase {phase}"),
+    ]
+    # between two phases (the next Job created, its pods not yet up) the job is still Running, not Pending
+    # (or between two attempts of a phase restarted as a group: anything that ran before counts)
+    started = running or walk.restarts > 0 or any(p.get("state") in ("Succeeded", "Running") for p in walk.phases)
+    return Outcome(Phase.RUNNING if started else Phase.PENDING, conditions)
+
+
+def finetune_evaluated(
+    owner: b.Owner,
+    spec: FineTuneJobSpec,
+    status: dict[str, Any],
+    children: Children,
+    evaluation: FineTuneEvaluation,
+    cond: Conditions,
+) -> Outcome:
+    """Every phase is done: Evaluating while the evaluation runs, Failed when it failed, else Succeeded."""
+    if evaluation.state == "running":
+        return Outcome(
+            Phase.EVALUATING,
+            [
+                cond(ConditionType.RUNNING, True, Reason.EVALUATING, "evaluating base vs tuned"),
+                cond(ConditionType.READY, False, Reason.EVALUATING, ""),
+            ],
         )
-        return finish(Phase.FAILED, usage=usage, **{k: v for k, v in fields.items() if v is not None})
-
-    if suspend and not all_done:
-        cond(ConditionType.SUSPENDED, True, Reason.SUSPENDED, "runPolicy.suspend is true")
-        cond(ConditionType.RUNNING, False, Reason.SUSPENDED, "runPolicy.suspend is true")
-        cond(ConditionType.READY, False, Reason.SUSPENDED, "")
-        return finish(Phase.SUSPENDED, usage=usage, **fields)
-    cond(ConditionType.SUSPENDED, False, Reason.TRAINING if not all_done else Reason.SUCCEEDED, "")
-
-    if not all_done:
-        running = any(j.running and (j.ready or j.succeeded) for j in children.jobs.values())
-        assert current is not None
-        problem = children.problem(current_job or b.phase_job_name(owner, current), b.select_job_name(owner, current))
-        if problem is not None:  # the pods' own words: the user (or the platform) has to act
-            cond(ConditionType.RUNNING, False, problem[0], f"phase {current}: {problem[1]}")
-        elif running:
-            cond(ConditionType.RUNNING, True, Reason.TRAINING, f"phase {current}")
-        else:
-            cond(ConditionType.RUNNING, False, Reason.STARTING, f"phase {current}: waiting for its pods to start")
-        cond(ConditionType.READY, False, Reason.TRAINING, f"training phase {current}")
-        # between two phases (the next Job created, its pods not yet up) the job is still Running, not Pending
-        # (or between two attempts of a phase restarted as a group: anything that ran before counts)
-        started = running or restarts > 0 or any(p.get("state") in ("Succeeded", "Running") for p in phases)
-        return finish(Phase.RUNNING if started else Phase.PENDING, usage=usage, **fields)
-
-    # 4. evaluation, then done
+    if evaluation.state == "failed":
+        assert evaluation.job is not None
+        failed = common.failed_conditions(cond, *common.job_failure(evaluation.job))
+        return Outcome(Phase.FAILED, failed, {"completionTime": evaluation.job.completion_time})
     model_out = b.output_dir(owner, spec)
     outputs: dict[str, Any] = {"model": model_out}
-    if spec.evaluation.enabled:
-        ev = children.jobs.get(b.evaluate_job_name(owner))
-        if ev is None or not ev.finished:
-            if ev is None:
-                ensure(b.build_evaluate_job(owner, spec, settings), children.jobs)
-            cond(ConditionType.RUNNING, True, Reason.EVALUATING, "evaluating base vs tuned")
-            cond(ConditionType.READY, False, Reason.EVALUATING, "")
-            fields.pop("currentPhase", None)
-            return finish(Phase.EVALUATING, usage=usage, **fields)
-        if ev.failed_terminal:
-            reason, message = _failure(ev)
-            cond(ConditionType.RUNNING, False, reason, message)
-            cond(ConditionType.READY, False, reason, message)
-            cond(ConditionType.FAILED, True, reason, message)
-            return finish(Phase.FAILED, usage=usage, completionTime=ev.completion_time, **fields)
-        report = lenient(EvaluateResult, children.result(b.evaluate_job_name(owner)))
-        outputs["evaluation"] = {
-            k2: getattr(report, k1)
-            for k1, k2 in (
-                ("report", "report"),
-                ("base_score", "baseScore"),
-                ("tuned_score", "tunedScore"),
-                ("forgetting_delta", "forgettingDelta"),
-            )
-            if getattr(report, k1) is not None
-        }
-    fields.pop("currentPhase", None)
-    cond(ConditionType.RUNNING, False, Reason.SUCCEEDED, "")
-    cond(ConditionType.READY, True, Reason.SUCCEEDED, f"model at {model_out}")
-    cond(ConditionType.FAILED, False, Reason.SUCCEEDED, "")
-    done = max((j.completion_time for j in children.jobs.values() if j.completion_time), default=None)
-    if done:
-        fields["completionTime"] = done
-    return finish(Phase.SUCCEEDED, usage=usage, outputs=outputs, **_done_progress(status), **fields)
-
-
-def _done_progress(status: dict[str, Any]) -> dict[str, Any]:
-    """A finished job's progress reads 100% with nothing left, not the last sample taken while it ran."""
-    last = status.get("progress")
-    return {"progress": {**last, "percent": 100, "etaSeconds": 0, "eta": "0s"}} if last else {}
+    if evaluation.report is not None:
+        outputs["evaluation"] = evaluation.report
+    done = common.last_completion(children.jobs.values())
+    return Outcome(
+        Phase.SUCCEEDED,
+        common.succeeded_conditions(cond, f"model at {model_out}"),
+        {"outputs": outputs, **common.done_progress(status), **({"completionTime": done} if done else {})},
+    )

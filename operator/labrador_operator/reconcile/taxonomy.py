@@ -1,4 +1,8 @@
-"""Deciding a Taxonomy: which sync Job should exist, and the status its latest finished sync reported. Pure."""
+"""Deciding a Taxonomy: which sync Job should exist, and the status its latest finished sync reported. Pure.
+
+``plan``: the sync Job of this generation and refresh window (``taxonomy_sync_job``), and the status from this
+generation's syncs (``taxonomy_syncs``): ``taxonomy_syncing`` until one has finished, then ``taxonomy_synced``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from typing import Any
 
 from labrador_operator.api.taxonomy import ConditionType, Phase, Reason, TaxonomySpec
 from labrador_operator.builders import taxonomy as b
+from labrador_operator.reconcile.common import Conditions, Manifest, Outcome
 from labrador_operator.reconcile.observe import Children, JobState
-from labrador_operator.reconcile.plan import Plan, condition
+from labrador_operator.reconcile.plan import Plan
 from labrador_operator.reconcile.results import SyncResult, lenient
 from labrador_operator.settings import Settings
 
@@ -15,7 +20,7 @@ MAX_LEAVES = 1000
 MAX_ERRORS = 100
 
 
-def _window_of(job: JobState) -> tuple[int, int]:
+def taxonomy_sync_window(job: JobState) -> tuple[int, int]:
     """(generation, window) encoded in a sync Job's name, for ordering."""
     gen, win = 0, 0
     for part in job.name.split("-"):
@@ -27,6 +32,7 @@ def _window_of(job: JobState) -> tuple[int, int]:
 
 
 def _from_result(raw: dict[str, Any] | SyncResult, snapshot: str, claim: str) -> dict[str, Any]:
+    """The status fields of a sync's result (the contract tests feed it the trainer's own summaries)."""
     result = raw if isinstance(raw, SyncResult) else lenient(SyncResult, raw)
     leaves = [
         {"path": leaf.path, "type": leaf.type, "seedExamples": leaf.seed_examples}
@@ -68,52 +74,80 @@ def plan(
 ) -> Plan:
     """``pinned``: snapshot paths running SyntheticDataJobs use (a new sync prunes older snapshots but these)."""
     status = status or {}
-    prev = status.get("conditions")
-    out = Plan()
-    window = b.sync_window(spec, now_epoch)
-    wanted = b.sync_job_name(owner, generation, window)
-    if wanted not in children.jobs:
-        out.create.append(b.build_sync_job(owner, spec, generation, window, settings, keep=pinned))
-
-    syncs = sorted(
-        (j for j in children.jobs.values() if j.role == "sync" and _window_of(j)[0] == generation), key=_window_of
-    )
+    cond = Conditions(generation, status.get("conditions"))
+    syncs = taxonomy_syncs(children, generation)
     finished = [j for j in syncs if j.finished]
-    latest = finished[-1] if finished else None
-    conds: list[dict[str, Any]] = []
+    outcome = taxonomy_synced(owner, spec, children, finished[-1], cond) if finished else taxonomy_syncing(syncs, cond)
+    return Plan(
+        create=taxonomy_sync_job(owner, spec, generation, children, now_epoch, settings, pinned),
+        status=outcome.status(generation),
+    )
 
-    def cond(t: str, s: bool | str, reason: str, msg: str = "") -> None:
-        conds.append(condition(t, s, reason, msg, generation, prev))
 
-    fields: dict[str, Any] = {"observedGeneration": generation}
-    if latest is None:
-        cond(ConditionType.READY, False, Reason.SYNCING, "first sync of this generation is running")
-        cond(ConditionType.VALID, "Unknown", Reason.SYNCING, "not validated yet")
-        phase = Phase.SYNCING if any(j.ready or j.active for j in syncs) else Phase.PENDING
-        out.status = {"phase": phase.value, "conditions": conds, **fields}
-        return out
+def taxonomy_sync_job(
+    owner: b.Owner,
+    spec: TaxonomySpec,
+    generation: int,
+    children: Children,
+    now_epoch: float,
+    settings: Settings,
+    pinned: tuple[str, ...],
+) -> list[Manifest]:
+    """The sync Job of this generation and refresh window, when it does not exist yet (refreshInterval: a new
+    window, a new sync)."""
+    window = b.sync_window(spec, now_epoch)
+    if b.sync_job_name(owner, generation, window) in children.jobs:
+        return []
+    return [b.build_sync_job(owner, spec, generation, window, settings, keep=pinned)]
 
+
+def taxonomy_syncs(children: Children, generation: int) -> list[JobState]:
+    """This generation's sync Jobs, oldest window first (those of earlier generations say nothing of this spec)."""
+    mine = (j for j in children.jobs.values() if j.role == "sync" and taxonomy_sync_window(j)[0] == generation)
+    return sorted(mine, key=taxonomy_sync_window)
+
+
+def taxonomy_syncing(syncs: list[JobState], cond: Conditions) -> Outcome:
+    """No sync of this generation has finished: Syncing once one runs, else Pending."""
+    phase = Phase.SYNCING if any(j.ready or j.active for j in syncs) else Phase.PENDING
+    return Outcome(
+        phase,
+        [
+            cond(ConditionType.READY, False, Reason.SYNCING, "first sync of this generation is running"),
+            cond(ConditionType.VALID, "Unknown", Reason.SYNCING, "not validated yet"),
+        ],
+    )
+
+
+def taxonomy_synced(
+    owner: b.Owner, spec: TaxonomySpec, children: Children, latest: JobState, cond: Conditions
+) -> Outcome:
+    """The latest finished sync decides: Ready (it succeeded), Invalid (it found errors in the taxonomy) or Failed
+    (it could not read the source, or crashed), with what it reported."""
     result = lenient(SyncResult, children.result(latest.name))
-    fields.update(_from_result(result, b.snapshot_dir(owner, latest.name), spec.workspace.claim_name))
+    fields = _from_result(result, b.snapshot_dir(owner, latest.name), spec.workspace.claim_name)
     if latest.completion_time:
         fields["lastSyncTime"] = latest.completion_time
     if latest.complete:
-        cond(ConditionType.VALID, True, Reason.SYNCED, "")
-        cond(ConditionType.READY, True, Reason.SYNCED, f"revision {fields.get('revision', '?')}")
-        phase = Phase.READY
-    elif result.valid is False:
-        n = fields["errorCount"]
-        first = fields["errors"][0] if fields["errors"] else None
-        where = f": {first['path']}:{first['line']}: {first['message']}" if first else ""
-        msg = f"{n} validation error(s){where}"
-        cond(ConditionType.VALID, False, Reason.VALIDATION_FAILED, msg)
-        cond(ConditionType.READY, False, Reason.VALIDATION_FAILED, msg)
-        phase = Phase.INVALID
-    else:
-        msg = (result.error or result.message or latest.failure_message or "the sync Job failed")[:4096]
-        reason = Reason.SOURCE_UNREACHABLE if result.error else Reason.SYNC_FAILED
-        cond(ConditionType.VALID, "Unknown", reason, msg)
-        cond(ConditionType.READY, False, reason, msg)
-        phase = Phase.FAILED
-    out.status = {"phase": phase.value, "conditions": conds, **fields}
-    return out
+        ready = f"revision {fields.get('revision', '?')}"
+        conditions = [
+            cond(ConditionType.VALID, True, Reason.SYNCED, ""),
+            cond(ConditionType.READY, True, Reason.SYNCED, ready),
+        ]
+        return Outcome(Phase.READY, conditions, fields)
+    if result.valid is False:
+        msg = taxonomy_validation_message(fields)
+        reason = Reason.VALIDATION_FAILED
+        conditions = [cond(ConditionType.VALID, False, reason, msg), cond(ConditionType.READY, False, reason, msg)]
+        return Outcome(Phase.INVALID, conditions, fields)
+    msg = (result.error or result.message or latest.failure_message or "the sync Job failed")[:4096]
+    reason = Reason.SOURCE_UNREACHABLE if result.error else Reason.SYNC_FAILED
+    conditions = [cond(ConditionType.VALID, "Unknown", reason, msg), cond(ConditionType.READY, False, reason, msg)]
+    return Outcome(Phase.FAILED, conditions, fields)
+
+
+def taxonomy_validation_message(fields: dict[str, Any]) -> str:
+    """``<n> validation error(s): <file>:<line>: <message>`` of the first error."""
+    first = fields["errors"][0] if fields["errors"] else None
+    where = f": {first['path']}:{first['line']}: {first['message']}" if first else ""
+    return f"{fields['errorCount']} validation error(s){where}"
