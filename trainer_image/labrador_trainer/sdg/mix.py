@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from labrador_trainer.files import write_jsonl
+from labrador_trainer.files import read_jsonl, write_jsonl
 from labrador_trainer.sdg.config import MixConfig
-from labrador_trainer.sdg.run import InputError, _read_jsonl, load_leaves
+from labrador_trainer.sdg.run import InputError, load_leaves
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _replay(entry: Any, rng: random.Random) -> list[dict[str, Any]]:
     path = Path(entry.path)
     if not path.is_file():
         raise InputError(f"replay dataset {path} not found")
-    rows = [r for r in _read_jsonl(path) if isinstance(r.get("messages"), list)]
+    rows = [r for r in read_jsonl(path, missing_ok=True, skip_invalid=True) if isinstance(r.get("messages"), list)]
     n = int(entry.sampling_size) if entry.sampling_size >= 1 else math.floor(len(rows) * entry.sampling_size)
     if n <= len(rows):
         return rng.sample(rows, n)
@@ -141,7 +141,7 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
     for leaf_dir, s in summaries:
         counts.update({k: int(s.get(k, 0)) for k in ("generated", "kept")})
         dropped_by.update(s.get("dropped_by") or {})
-        samples = _read_jsonl(leaf_dir / "samples.jsonl")
+        samples = read_jsonl(leaf_dir / "samples.jsonl", missing_ok=True, skip_invalid=True)
         (knowledge if s["type"] == "knowledge" else skills)[s["path"]] = samples
     system = cfg.system_prompt
     mixing = cfg.mixing

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from labrador_trainer.files import append_jsonl, atomic_write_json, write_jsonl
+from labrador_trainer.files import append_jsonl, atomic_write_json, read_jsonl, write_jsonl
 from labrador_trainer.sdg import parse
 from labrador_trainer.sdg.chunk import chunk_text
 from labrador_trainer.sdg.config import GenerateConfig
@@ -113,19 +113,6 @@ def leaf_work(
 
 
 # -- persistence ----------------------------------------------------------------------------------------------------
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn last line (a kill mid-write) is ignored."""
-    rows = []
-    if not path.is_file():
-        return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 @dataclass
 class StageState:
     """One (leaf, stage): its input items and the results in so far."""
@@ -155,13 +142,15 @@ class LeafStore:
     def stage_output(self, stem: str) -> list[Item] | None:
         if not (self.dir / f"{stem}.json").is_file():
             return None
-        return _read_jsonl(self.dir / f"{stem}.jsonl")
+        return read_jsonl(self.dir / f"{stem}.jsonl", missing_ok=True, skip_invalid=True)
 
     def stage_counts(self, stem: str) -> dict[str, Any]:
         return json.loads((self.dir / f"{stem}.json").read_text())
 
     def partial(self, stem: str) -> dict[int, dict[str, Any]]:
-        return {int(r["i"]): r for r in _read_jsonl(self.dir / f"{stem}.partial.jsonl") if "i" in r}
+        # a torn last line (a kill mid-append) is skipped: that request is asked again
+        rows = read_jsonl(self.dir / f"{stem}.partial.jsonl", missing_ok=True, skip_invalid=True)
+        return {int(r["i"]): r for r in rows if "i" in r}
 
     def append(self, stem: str, rows: Iterable[dict[str, Any]]) -> None:
         append_jsonl(self.dir / f"{stem}.partial.jsonl", rows, fsync=True)
