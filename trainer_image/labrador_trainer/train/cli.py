@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-log = logging.getLogger("labrador_trainer")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,8 +50,8 @@ def launch(args: argparse.Namespace) -> int:
             rc = proc.wait()
         finally:
             signal.signal(signal.SIGTERM, previous)
-        log = Path(tlog)
-        summary = json.loads(log.read_text() or "{}") if rc != 0 and log.exists() else {}
+        written = Path(tlog)
+        summary = json.loads(written.read_text() or "{}") if rc != 0 and written.exists() else {}
         if summary.get("status") == "Preempted":
             return EXIT_PREEMPTED
         if summary.get("reason") == "InvalidInput":  # a worker exited 2: the input, not the run, is wrong
