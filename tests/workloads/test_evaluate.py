@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from labrador_trainer.evaluate.cli import main as evaluate_main
+from labrador_trainer.cli import main as cli
 from labrador_trainer.evaluate.inputs import MCQ, load_jsonl, parse_mcq
 from labrador_trainer.evaluate.judge import parse_rating
 from labrador_trainer.evaluate.measures import LM, mcq, mcq_samples
@@ -163,7 +163,7 @@ def _run(tmp: Path, cfg: dict[str, Any], *extra: str) -> tuple[int, dict[str, An
     path.write_text(json.dumps(cfg))
     tlog = tmp / "termination-log"
     tlog.unlink(missing_ok=True)
-    rc = evaluate_main(["evaluate", "--config", str(path), f"--termination-log={tlog}", *extra])
+    rc = cli(["evaluate", "--config", str(path), f"--termination-log={tlog}", *extra])
     raw = tlog.read_text() if tlog.exists() else ""
     return rc, (json.loads(raw) if raw else {}), raw
 
@@ -314,7 +314,7 @@ def test_bad_config_exits_2(
 
 def test_unreadable_config_and_select_without_checkpoints_exit_2(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
-    assert evaluate_main(["evaluate", "--config", str(tmp_path / "bad.json")]) == 2
+    assert cli(["evaluate", "--config", str(tmp_path / "bad.json")]) == 2
     cfg = {"job": {"phase": "p"}, "checkpointsDir": str(tmp_path), "selectedDir": str(tmp_path / "sel")}
     rc, term, _ = _run(tmp_path, cfg, "--select-checkpoint")
     assert rc == 2 and "no checkpoints" in term["message"]

@@ -110,6 +110,24 @@ def test_prompt_overrides_and_errors(tmp_path: Path) -> None:
         load_templates(tmp_path)
 
 
+def test_leaf_store_keeps_every_row_across_a_resume(tmp_path: Path) -> None:
+    """Rows come back as written, U+2028 and U+0085 inside a teacher's text included (JSON leaves them raw: they are
+    not line breaks), and a line torn by a kill mid-append is skipped, so that request is asked again."""
+    from labrador_trainer.sdg.run import LeafStore
+
+    store = LeafStore(tmp_path, "leaf")
+    rows = [{"i": 0, "items": [{"answer": "one\u2028two"}]}, {"i": 1, "items": [{"answer": "next\x85line ✓"}]}]
+    store.append("0-qa", rows[:1])
+    store.append("0-qa", rows[1:])
+    with (store.dir / "0-qa.partial.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"i": 2, "items": [{"ans')
+    assert store.partial("0-qa") == {0: rows[0], 1: rows[1]}
+    items = [r["items"][0] for r in rows]
+    store.finish_stage("0-qa", items, {"kept": 2}, [])
+    assert store.stage_output("0-qa") == items and store.stage_counts("0-qa") == {"kept": 2}
+    assert sorted(p.name for p in store.dir.iterdir()) == ["0-qa.dropped.jsonl", "0-qa.json", "0-qa.jsonl"]
+
+
 def test_flows_name_their_templates() -> None:
     for stages in FLOWS.values():
         for flow in stages.values():

@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from labrador_trainer.files import read_jsonl
 from labrador_trainer.train.attention import ATTN_IMPLEMENTATION as ATTN
 from labrador_trainer.train.config import TrainConfig
 from labrador_trainer.train.data import (
@@ -30,7 +31,6 @@ from labrador_trainer.train.data import (
     micro_batches,
     packed_loss_sum,
     packed_token_losses,
-    read_jsonl,
     tokenize_messages,
 )
 from labrador_trainer.train.parallel import mesh_shape

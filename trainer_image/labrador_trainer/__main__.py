@@ -1,12 +1,9 @@
-"""``python -m labrador_trainer <command>``: use the shared CLI when present, else the train CLI alone."""
+"""``python -m labrador_trainer <command>``: the ``labrador-trainer`` command line (torchrun starts workers so)."""
 
 from __future__ import annotations
 
 import sys
 
-try:
-    from labrador_trainer.cli import main
-except ImportError:
-    from labrador_trainer.train.cli import main
+from labrador_trainer.cli import main
 
 sys.exit(main())

@@ -1,137 +1,45 @@
-"""``labrador-trainer``: one command per stage — ``taxonomy`` (validate, sync), ``generate``, ``mix``, ``train``,
-``evaluate``, ``model`` (prepare, fetch)."""
+"""``labrador-trainer``: the workloads' one command line (also ``python -m labrador_trainer``, as torchrun starts it).
+
+Each stage registers its own subcommands beside the code they run, with ``add_parser(subparsers)``:
+``taxonomy/cli.py`` (taxonomy validate, sync), ``sdg/cli.py`` (generate, mix), ``evaluate/cli.py`` (evaluate),
+``train/cli.py`` (train) and ``model_cli.py`` (model prepare, fetch, for ``models.py`` and ``fetch.py``). Every
+command sets ``func``, the function that runs it; ``main`` returns its exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-log = logging.getLogger("labrador_trainer")
+from labrador_trainer import model_cli
+from labrador_trainer.evaluate import cli as evaluate_cli
+from labrador_trainer.sdg import cli as sdg_cli
+from labrador_trainer.taxonomy import cli as taxonomy_cli
+from labrador_trainer.train import cli as train_cli
 
+#: ``--help``'s description
+DESCRIPTION = (
+    "``labrador-trainer``: one command per stage — ``taxonomy`` (validate, sync), ``generate``, ``mix``, ``train``,\n"
+    "``evaluate``, ``model`` (prepare, fetch)."
+)
 
-def _add_taxonomy(sub: argparse._SubParsersAction) -> None:
-    tax = sub.add_parser("taxonomy", help="validate or sync an InstructLab taxonomy")
-    tsub = tax.add_subparsers(dest="action", required=True)
-    v = tsub.add_parser("validate", help="validate a taxonomy directory")
-    v.add_argument("dir", type=Path)
-    s = tsub.add_parser("sync", help="clone a taxonomy at a ref, fetch documents, validate, write a snapshot")
-    src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--url", help="git repository to clone")
-    src.add_argument("--source-dir", type=Path, help="a taxonomy already on disk (mounted ConfigMap or volume)")
-    s.add_argument("--ref", default="main", help="branch, tag or commit (with --url)")
-    s.add_argument("--path", default="", help="subdirectory of the repository holding the taxonomy")
-    s.add_argument("--dest", required=True, type=Path)
-    s.add_argument(
-        "--credentials-dir",
-        type=Path,
-        help="folder with files 'username' and 'password', sent only to the taxonomy repository's https host",
-    )
-    s.add_argument(
-        "--documents-credentials-dir",
-        type=Path,
-        help="credentials for the knowledge document repositories: files username, password and url (the "
-        "https://host they belong to; default: the taxonomy's host)",
-    )
-    s.add_argument("--termination-log", type=Path, help="write a JSON summary (≤ 4 KiB) here")
-    s.add_argument(
-        "--keep-last",
-        type=int,
-        default=0,
-        help="then delete older snapshots beside --dest but this many (the new one included; 0: keep all)",
-    )
-    s.add_argument("--keep-snapshot", type=Path, action="append", default=[],
-                   help="a snapshot that must stay (pinned by a running SyntheticDataJob); repeatable")  # fmt: skip
-    for p in (v, s):
-        p.add_argument("--base", help="only leaves changed or added since this git ref")
-        p.add_argument("--offline", action="store_true", help="do not fetch knowledge documents")
-        p.add_argument("--tokenizer", help="tokenizer directory or .gguf file for token-budget checks")
-        p.add_argument("--format", choices=("json", "text"), default="text")
-
-
-def _print(report: object, fmt: str) -> None:
-    from labrador_trainer.taxonomy.models import Report
-
-    assert isinstance(report, Report)
-    if fmt == "json":
-        print(json.dumps(report.to_dict(), indent=2))
-        return
-    for e in report.errors:
-        print(f"ERROR: {e.path}:{e.line}: {e.message}")
-    for w in report.warnings:
-        print(f"WARN: {w.path}:{w.line}: {w.message}")
-    state = "valid" if report.valid else "invalid"
-    print(f"{len(report.leaves)} leaves, {len(report.errors)} errors, {len(report.warnings)} warnings: {state}")
-
-
-#: `taxonomy sync` could not reach its source (network, server): the Job retries it with backoff
-EXIT_TRANSIENT = 3
-
-
-def _taxonomy(args: argparse.Namespace) -> int:
-    from labrador_trainer.taxonomy.budget import load_counter
-    from labrador_trainer.taxonomy.gitcmd import Credentials, CredentialsError, GitError, SshCredentials
-    from labrador_trainer.taxonomy.sync import SyncOptions, prune_snapshots, sync_taxonomy, termination_summary
-    from labrador_trainer.taxonomy.validate import ValidateOptions, validate_taxonomy
-
-    count = load_counter(args.tokenizer) if args.tokenizer else None
-    if args.action == "validate":
-        report = validate_taxonomy(args.dir, ValidateOptions(base=args.base, offline=args.offline, count=count))
-    else:
-        try:
-            opts = SyncOptions(
-                url=args.url,
-                ref=args.ref,
-                dest=args.dest,
-                path=args.path,
-                base=args.base,
-                offline=args.offline,
-                count=count,
-                credentials=Credentials.load(args.credentials_dir) if args.credentials_dir else None,
-                ssh=SshCredentials.load(args.credentials_dir),
-                documents_credentials=(
-                    Credentials.load(args.documents_credentials_dir) if args.documents_credentials_dir else None
-                ),
-                source_dir=args.source_dir,
-            )
-            report = sync_taxonomy(opts)
-        except (GitError, FileNotFoundError, CredentialsError) as exc:
-            transient = isinstance(exc, GitError) and exc.transient
-            log.error("sync failed (%s): %s", "transient, retried" if transient else "the source must be fixed", exc)
-            if args.termination_log:
-                args.termination_log.write_text(json.dumps({"error": str(exc)[:3500], "retryable": transient}))
-            # 1 is "invalid taxonomy" and 2 a source the user must fix (the Job fails at once on both); 3 is
-            # retried by the Job's backoff
-            return EXIT_TRANSIENT if transient else 2
-        if args.termination_log:
-            args.termination_log.write_text(termination_summary(report))
-        prune_snapshots(args.dest, args.keep_last, args.keep_snapshot)
-    _print(report, args.format)
-    return 0 if report.valid else 1
+#: in ``--help``'s order
+STAGES = (taxonomy_cli, sdg_cli, evaluate_cli, train_cli, model_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from labrador_trainer.evaluate import cli as eval_cli
-    from labrador_trainer.sdg import cli as sdg_cli
-    from labrador_trainer.train import cli as train_cli
-
-    parser = argparse.ArgumentParser(prog="labrador-trainer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="labrador-trainer", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_taxonomy(sub)
-    sdg_cli.add_parser(sub)  # generate, mix
-    eval_cli.add_parser(sub)  # evaluate
-    train_cli.add_parser(sub)  # train, model
+    for stage in STAGES:
+        stage.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
-    if args.command == "taxonomy":
-        return _taxonomy(args)
     return int(args.func(args))
 
 

@@ -17,7 +17,7 @@ log = logging.getLogger("labrador_trainer.evaluate")
 EXIT_USER_ERROR = 2
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evaluate", help="evaluate base vs tuned, or select a phase's best checkpoint")
     p.add_argument("--config", required=True, help="evaluate.json (or <phase>-select.json with --select-checkpoint)")
     p.add_argument("--select-checkpoint", action="store_true", help="score a phase's checkpoints and copy the best")
@@ -73,16 +73,3 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     path = write_reports(report, cfg.report_dir)
     log.info("report: %s (base %s, tuned %s)", path, report["base_score"], report["tuned_score"])
     return termination(report, str(path))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m labrador_trainer.evaluate.cli``) until the top-level CLI wires it in."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    parser = argparse.ArgumentParser(prog="labrador-trainer")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from labrador_trainer.files import iter_jsonl
+
 log = logging.getLogger("labrador_trainer.evaluate")
 
 T = TypeVar("T")
@@ -162,17 +164,8 @@ def load_jsonl(path: str | None, parse: Callable[[dict[str, Any]], T], limit: in
 
 def _rows(path: str) -> Iterator[dict[str, Any]]:
     """The JSON objects of a JSONL file, skipping unreadable lines; nothing when the file does not exist."""
-    p = Path(path)
-    if not p.is_file():
-        return
-    with p.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                yield row
+    rows = iter_jsonl(path, missing_ok=True, skip_invalid=True, errors="replace")
+    return (row for row in rows if isinstance(row, dict))
 
 
 def system_prompt(paths: list[str]) -> str | None:

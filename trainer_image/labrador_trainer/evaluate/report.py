@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from labrador_trainer.evaluate.measures import NLL
 from labrador_trainer.evaluate.pipeline import ModelScores, Plan
+from labrador_trainer.files import atomic_write_json, atomic_write_text
 
 COMPONENTS = ("mcq_accuracy", "held_out_likelihood", "judge")
 SCORE_FORMULA = (
@@ -172,13 +172,6 @@ def fit(summary: dict[str, Any], limit: int = TERMINATION_LIMIT) -> dict[str, An
     return out
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _fmt(x: Any, nd: int = 4) -> str:
     if x is None:
         return "—"
@@ -254,6 +247,6 @@ def _val(summary: dict[str, Any] | None, key: str) -> float | None:
 def write_reports(report: dict[str, Any], report_dir: str | Path) -> Path:
     d = Path(report_dir)
     path = d / "evaluation.json"
-    write_atomic(path, json.dumps(report, indent=1, sort_keys=False))
-    write_atomic(d / "evaluation.md", markdown(report))
+    atomic_write_json(path, report, indent=1)
+    atomic_write_text(d / "evaluation.md", markdown(report))
     return path

@@ -3,7 +3,6 @@ best to ``selectedDir`` (and ``exportDir``) atomically."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -13,7 +12,8 @@ from typing import Any
 
 from labrador_trainer.evaluate.config import SelectConfig
 from labrador_trainer.evaluate.pipeline import InputError, Plan, judge_all, score_model
-from labrador_trainer.evaluate.report import fit, scores, summarize, write_atomic
+from labrador_trainer.evaluate.report import fit, scores, summarize
+from labrador_trainer.files import atomic_write_json
 
 log = logging.getLogger("labrador_trainer.evaluate")
 
@@ -85,7 +85,7 @@ def run_select(cfg: SelectConfig) -> dict[str, Any]:
         "inputs": plan.stats(),
     }
     report_path = Path(cfg.checkpoints_dir) / "selection.json"
-    write_atomic(report_path, json.dumps(report, indent=1))
+    atomic_write_json(report_path, report, indent=1)
     return fit(
         {
             "status": "Succeeded",

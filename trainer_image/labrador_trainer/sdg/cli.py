@@ -20,7 +20,7 @@ def _shard(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = sub.add_parser("generate", help="expand a taxonomy snapshot's seed examples with a teacher model")
     g.add_argument("--config", type=Path, help="generate.json (as the operator writes it)")
     g.add_argument("--taxonomy", help="snapshot directory (overrides the config)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 from collections import Counter as Tally
 from pathlib import Path
@@ -23,19 +22,11 @@ from typing import Any
 
 import yaml
 
+from labrador_trainer.files import read_jsonl, write_jsonl
 from labrador_trainer.sdg.config import MixConfig
-from labrador_trainer.sdg.run import InputError, _read_jsonl, load_leaves
+from labrador_trainer.sdg.run import InputError, load_leaves
 
 log = logging.getLogger(__name__)
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _row(rid: str, system: str, user: str, answer: str, meta: dict[str, Any], unmask: bool = False) -> dict[str, Any]:
@@ -61,7 +52,7 @@ def _replay(entry: Any, rng: random.Random) -> list[dict[str, Any]]:
     path = Path(entry.path)
     if not path.is_file():
         raise InputError(f"replay dataset {path} not found")
-    rows = [r for r in _read_jsonl(path) if isinstance(r.get("messages"), list)]
+    rows = [r for r in read_jsonl(path, missing_ok=True, skip_invalid=True) if isinstance(r.get("messages"), list)]
     n = int(entry.sampling_size) if entry.sampling_size >= 1 else math.floor(len(rows) * entry.sampling_size)
     if n <= len(rows):
         return rng.sample(rows, n)
@@ -150,7 +141,7 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
     for leaf_dir, s in summaries:
         counts.update({k: int(s.get(k, 0)) for k in ("generated", "kept")})
         dropped_by.update(s.get("dropped_by") or {})
-        samples = _read_jsonl(leaf_dir / "samples.jsonl")
+        samples = read_jsonl(leaf_dir / "samples.jsonl", missing_ok=True, skip_invalid=True)
         (knowledge if s["type"] == "knowledge" else skills)[s["path"]] = samples
     system = cfg.system_prompt
     mixing = cfg.mixing
@@ -198,10 +189,10 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
         seed_answers.setdefault(row["leaf"], []).append(row["answer"])
     mcq = multiple_choice(knowledge, mixing.multiple_choice_per_leaf, rng, seed_answers)
     out = cfg.outputs
-    _write_jsonl(Path(out.knowledge), k_rows)
-    _write_jsonl(Path(out.skills), s_rows)
-    _write_jsonl(Path(out.multiple_choice), mcq)
-    _write_jsonl(Path(out.held_out), held)
+    write_jsonl(Path(out.knowledge), k_rows)
+    write_jsonl(Path(out.skills), s_rows)
+    write_jsonl(Path(out.multiple_choice), mcq)
+    write_jsonl(Path(out.held_out), held)
     log.info(
         "knowledge %d rows, skills %d rows (%d replayed), %d MCQs, %d held out",
         len(k_rows),

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections import Counter as Tally
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from labrador_trainer.files import append_jsonl, atomic_write_json, read_jsonl, write_jsonl
 from labrador_trainer.sdg import parse
 from labrador_trainer.sdg.chunk import chunk_text
 from labrador_trainer.sdg.config import GenerateConfig
@@ -113,28 +113,6 @@ def leaf_work(
 
 
 # -- persistence ----------------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn last line (a kill mid-write) is ignored."""
-    rows = []
-    if not path.is_file():
-        return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 @dataclass
 class StageState:
     """One (leaf, stage): its input items and the results in so far."""
@@ -164,33 +142,30 @@ class LeafStore:
     def stage_output(self, stem: str) -> list[Item] | None:
         if not (self.dir / f"{stem}.json").is_file():
             return None
-        return _read_jsonl(self.dir / f"{stem}.jsonl")
+        return read_jsonl(self.dir / f"{stem}.jsonl", missing_ok=True, skip_invalid=True)
 
     def stage_counts(self, stem: str) -> dict[str, Any]:
         return json.loads((self.dir / f"{stem}.json").read_text())
 
     def partial(self, stem: str) -> dict[int, dict[str, Any]]:
-        return {int(r["i"]): r for r in _read_jsonl(self.dir / f"{stem}.partial.jsonl") if "i" in r}
+        # a torn last line (a kill mid-append) is skipped: that request is asked again
+        rows = read_jsonl(self.dir / f"{stem}.partial.jsonl", missing_ok=True, skip_invalid=True)
+        return {int(r["i"]): r for r in rows if "i" in r}
 
     def append(self, stem: str, rows: Iterable[dict[str, Any]]) -> None:
-        with (self.dir / f"{stem}.partial.jsonl").open("a", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.dir / f"{stem}.partial.jsonl", rows, fsync=True)
 
     def finish_stage(self, stem: str, items: list[Item], counts: dict[str, Any], dropped: list[dict[str, Any]]) -> None:
-        rows = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped)
-        _write_atomic(self.dir / f"{stem}.dropped.jsonl", rows)
-        _write_atomic(self.dir / f"{stem}.jsonl", "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
-        _write_atomic(self.dir / f"{stem}.json", json.dumps(counts))
+        write_jsonl(self.dir / f"{stem}.dropped.jsonl", dropped, fsync=True)
+        write_jsonl(self.dir / f"{stem}.jsonl", items, fsync=True)
+        atomic_write_json(self.dir / f"{stem}.json", counts, fsync=True)
         (self.dir / f"{stem}.partial.jsonl").unlink(missing_ok=True)
 
     def finish_leaf(self, samples: list[Item], summary: dict[str, Any], chunks: list[str]) -> None:
         if chunks:  # the leaf's document chunks: mixing draws distractor documents from them
-            _write_atomic(self.dir / "chunks.json", json.dumps(chunks, ensure_ascii=False))
-        _write_atomic(self.dir / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-        _write_atomic(self.dir / "summary.json", json.dumps(summary, indent=1))
+            atomic_write_json(self.dir / "chunks.json", chunks, ensure_ascii=False, fsync=True)
+        write_jsonl(self.dir / "samples.jsonl", samples, fsync=True)
+        atomic_write_json(self.dir / "summary.json", summary, indent=1, fsync=True)
 
 
 def _seed(*parts: object) -> int:

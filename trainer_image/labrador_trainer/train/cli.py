@@ -1,23 +1,19 @@
-"""``labrador-trainer train`` and ``labrador-trainer model prepare|fetch``: argv in, one library call out."""
+"""``labrador-trainer train``: argv in, one library call out (under torchrun when there is more than one process)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-log = logging.getLogger("labrador_trainer")
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("train", help="multi-phase fine-tuning from one JSON run config")
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("train", help="multi-phase fine-tuning from one JSON run config")
     p.add_argument("--config", required=True, help="run.json (labrador_trainer.train.config.TrainConfig)")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics here (rank 0)")
     p.add_argument("--termination-log", default=None, help="write the JSON summary (<= 4 KiB) here")
@@ -27,25 +23,6 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--master-addr", default="127.0.0.1")
     p.add_argument("--master-port", type=int, default=29500)
     p.set_defaults(func=run)
-
-    m = subparsers.add_parser("model", help="model utilities")
-    msub = m.add_subparsers(dest="model_command", required=True)
-    prep = msub.add_parser("prepare", help="dequantise a GGUF file into an HF directory (safetensors)")
-    prep.add_argument("--gguf", required=True)
-    prep.add_argument("--out", required=True)
-    prep.add_argument("--layers", type=int, default=None, help="keep only the first N decoder layers")
-    prep.set_defaults(func=run_prepare)
-    fetch = msub.add_parser("fetch", help="fetch an hf://, s3:// or oci:// model into a directory, once")
-    fetch.add_argument("--uri", required=True)
-    fetch.add_argument("--dest", required=True)
-    fetch.add_argument("--endpoint", default=None, help="S3 endpoint URL (non-AWS stores) or Hub mirror URL")
-    fetch.add_argument(
-        "--registry-config",
-        default=None,
-        help="oci://: a docker config JSON (a dockerconfigjson Secret's file) holding the registry's login; only "
-        "its entry for the reference's host is used, and sent to that host only, over https",
-    )
-    fetch.set_defaults(func=run_fetch)
 
 
 def torchrun_argv(args: argparse.Namespace, termination_log: str) -> list[str]:
@@ -73,8 +50,8 @@ def launch(args: argparse.Namespace) -> int:
             rc = proc.wait()
         finally:
             signal.signal(signal.SIGTERM, previous)
-        log = Path(tlog)
-        summary = json.loads(log.read_text() or "{}") if rc != 0 and log.exists() else {}
+        written = Path(tlog)
+        summary = json.loads(written.read_text() or "{}") if rc != 0 and written.exists() else {}
         if summary.get("status") == "Preempted":
             return EXIT_PREEMPTED
         if summary.get("reason") == "InvalidInput":  # a worker exited 2: the input, not the run, is wrong
@@ -121,33 +98,3 @@ def run(args: argparse.Namespace) -> int:
     if rank0:
         write_summary(args.termination_log, summary)
     return 0
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    from labrador_trainer.models import prepare_model
-
-    print(prepare_model(args.gguf, args.out, layers=args.layers))
-    return 0
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    """Exit 2 for a URI that can never work, 1 for a fetch that failed (the pod's retry may succeed)."""
-    from labrador_trainer.fetch import FetchError, SourceError, fetch
-
-    try:
-        print(fetch(args.uri, args.dest, endpoint=args.endpoint, registry_config=args.registry_config))
-    except SourceError as e:
-        log.error("%s", e)
-        return 2
-    except FetchError as e:
-        log.error("fetch failed: %s", e)
-        return 1
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="labrador-trainer")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))

@@ -8,13 +8,14 @@ instead, for a model on a stock attention implementation (evaluation) and as the
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from labrador_trainer.files import read_jsonl
 
 IGNORE = -100
 
@@ -36,11 +37,6 @@ class Dataset:
     dropped_short: int = 0
     dropped_no_loss: int = 0
     stats: dict[str, int] = field(default_factory=dict)
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def tokenize_messages(tokenizer: Any, messages: list[dict[str, str]], *, unmask: bool = False) -> Sample:
