@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from labrador_operator.controller import progress
 
 SDG_TEXT = """# TYPE labrador_sdg_samples_generated gauge
@@ -48,3 +50,60 @@ def test_a_field_gone_unknown_is_deleted_by_the_next_write() -> None:
     assert progress.changed(before, now)
     # once written, the same sample is no change (None fields compare as absent)
     assert not progress.changed(now, progress.finish({"step": 0, "totalSteps": 20}, 50.0, "t2", now))
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "expected"),
+    [
+        pytest.param("labrador_train_step 7\nlabrador_train_total_steps 20\n", progress.TRAIN,
+                     {"step": 7, "totalSteps": 20}, id="integers"),
+        pytest.param("labrador_train_loss 1.23456789\nlabrador_train_learning_rate 2e-05\n", progress.TRAIN,
+                     {"loss": 1.234568, "learningRate": 2e-05}, id="floats-rounded"),
+        pytest.param("labrador_train_loss -0.5\n", progress.TRAIN, {"loss": -0.5}, id="a-negative-loss-is-kept"),
+        pytest.param("labrador_train_step -1\nlabrador_train_tokens_per_second -3\n", progress.TRAIN, {},
+                     id="other-negatives-dropped"),
+        pytest.param("labrador_train_eta_seconds NaN\nlabrador_train_loss +Inf\n", progress.TRAIN, {},
+                     id="nan-and-inf-dropped"),
+        pytest.param("labrador_train_step 3.9\n", progress.TRAIN, {"step": 3}, id="integer-fields-truncated"),
+        pytest.param("python_gc_objects_collected_total 10\nlabrador_train_epoch 1\n", progress.TRAIN,
+                     {"epoch": 1.0}, id="unknown-families-ignored"),
+        pytest.param("labrador_sdg_samples_generated 5\n", progress.TRAIN, {}, id="other-kinds-names-ignored"),
+        pytest.param('labrador_sdg_stage_info{stage="judge"} 1\nlabrador_sdg_stage_info{stage="qa"} 0\n',
+                     progress.SDG, {"stage": "judge"}, id="the-stage-set-to-1"),
+        pytest.param("not a metric line {{{\n", progress.TRAIN, {}, id="garbage"),
+        pytest.param("", progress.SDG, {}, id="empty"),
+    ],
+)  # fmt: skip
+def test_parse(text: str, names: dict[str, str], expected: dict[str, object]) -> None:
+    assert progress.parse(text, names) == expected
+
+
+@pytest.mark.parametrize(
+    ("done", "phases", "step", "total", "percent"),
+    [
+        (0, 2, None, None, 0.0),
+        (0, 2, 5, 10, 25.0),
+        (1, 2, 0, 20, 50.0),
+        (1, 2, 20, 20, 100.0),
+        (2, 2, None, None, 100.0),
+        (0, 0, 1, 2, None),  # no phases: nothing to say
+        (0, 1, 3, 0, 0.0),  # total unknown yet
+    ],
+)
+def test_train_percent(done: int, phases: int, step: int | None, total: int | None, percent: float | None) -> None:
+    assert progress.train_percent(done, phases, step, total) == percent
+
+
+@pytest.mark.parametrize(
+    ("shards", "expected"),
+    [
+        ([], {}),
+        ([{"samples": 2, "targetSamples": 5, "outputTokensPerSecond": 1.1111, "etaSeconds": 30}],
+         {"samples": 2, "targetSamples": 5, "outputTokensPerSecond": 1.111, "etaSeconds": 30}),
+        ([{"samples": 2, "etaSeconds": 30, "stage": "qa"}, {"samples": 3, "etaSeconds": 90}],
+         {"samples": 5, "etaSeconds": 90, "stage": "qa"}),  # the slowest shard's ETA
+        ([{"outputTokensPerSecond": 10.0}, {"outputTokensPerSecond": 2.5}], {"outputTokensPerSecond": 12.5}),
+    ],
+)  # fmt: skip
+def test_sum_shards(shards: list[dict[str, object]], expected: dict[str, object]) -> None:
+    assert progress.sum_shards(shards) == expected
