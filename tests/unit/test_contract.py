@@ -131,8 +131,25 @@ def test_workload_summaries_parse_whole_in_the_operators_result_models(tmp_path:
         "final_loss": 1.25, "tokens": 1000, "dtype": "float32", "checkpoints": ["/w/c1"]
     }  # fmt: skip
     assert GenerateResult.model_validate({"output_tokens": 5, "dtype": "bfloat16", "shard": "0/1"}).output_tokens == 5
-    ev = {"report": "/w/r.json", "base_score": 0.5, "tuned_score": 0.75, "forgetting_delta": -0.1}
-    assert EvaluateResult.model_validate(ev).model_dump() == ev
+    # the evaluation's termination message as labrador-trainer evaluate writes it (evaluate/report.py)
+    from labrador_trainer.evaluate.report import termination
+
+    measures = {
+        "mcq": {"base": {"accuracy": 0.25}, "tuned": {"accuracy": 0.5}},
+        "held_out": {"base": {"loss": 2.5}, "tuned": {"loss": 1.75}},
+        "judge": {"base": None, "tuned": None},
+        "retention_loss": {"base": 3.0, "tuned": 2.9},
+    }
+    full = {"measures": measures, "score_components": ["mcq", "held_out"], "base_score": 0.5, "tuned_score": 0.75,
+            "forgetting_delta": -0.1}  # fmt: skip
+    ev = termination(full, "/w/r.json")
+    parsed = EvaluateResult.model_validate(ev)
+    assert parsed.model_dump(exclude={"measures"}) == {
+        "report": "/w/r.json", "base_score": 0.5, "tuned_score": 0.75, "forgetting_delta": -0.1
+    }  # fmt: skip
+    assert parsed.measures is not None and parsed.measures.judge_rating is None
+    assert (parsed.measures.mcq_accuracy.base, parsed.measures.mcq_accuracy.tuned) == (0.25, 0.5)  # type: ignore[union-attr]
+    assert (parsed.measures.held_out_loss.base, parsed.measures.held_out_loss.tuned) == (2.5, 1.75)  # type: ignore[union-attr]
 
 
 def test_a_hostile_termination_message_never_reaches_status() -> None:

@@ -49,6 +49,7 @@ class ConditionType(StrEnum):
     RUNNING = "Running"
     SUSPENDED = "Suspended"
     READY = "Ready"  # the tuned model is available
+    PROMOTED = "Promoted"  # the evaluation passed spec.evaluation.gate: the model may be exported and served
     FAILED = "Failed"
 
 
@@ -65,6 +66,9 @@ class Reason(StrEnum):
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     USER_ERROR = "UserError"
+    GATE_PASSED = "GatePassed"
+    GATE_FAILED = "GateFailed"
+    NO_GATE = "NoGate"
 
 
 Dataset = Literal["knowledge", "skills"]
@@ -249,8 +253,58 @@ class Judge(ApiModel):
     endpoint: EndpointSource | None = Field(default=None, description="An OpenAI-compatible endpoint.")
 
 
+class Gate(ApiModel):
+    """Promotion thresholds on the evaluation of tuned vs base. The job ends Succeeded either way; its `Promoted`
+    condition says whether the tuned model passed (with every measured number in its message), and only a promoted
+    model is exported or served. A threshold on a measure the evaluation did not produce (no MCQ items, no judge)
+    fails the gate: a gate never passes on a number nobody measured."""
+
+    min_held_out_loss_improvement: float | None = Field(
+        default=None,
+        ge=-100,
+        le=100,
+        description="Base minus tuned loss on the taxonomy's held-out seed Q/A must be at least this (nats per "
+        "token; 0: no worse than base).",
+    )
+    min_mcq_accuracy_gain: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="Tuned minus base multiple-choice accuracy (0-1) must be at least this.",
+    )
+    min_judge_rating_gain: float | None = Field(
+        default=None,
+        ge=-4,
+        le=4,
+        description="Tuned minus base mean judge rating (1-5) must be at least this (needs spec.evaluation.judge).",
+    )
+    min_score_gain: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="Tuned minus base aggregate score (docs/evaluation.md) must be at least this.",
+    )
+    max_forgetting: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Tuned minus base loss on general material the run did not train on (the forgetting delta) "
+        "must be at most this.",
+    )
+
+
 class Evaluation(ApiModel):
     """Evaluation of base vs tuned, also used to pick each phase's best checkpoint."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.gate) || self.enabled",
+                "spec.evaluation.gate needs spec.evaluation.enabled: a gate without an evaluation would pass nothing",
+                reason="FieldValueInvalid",
+            ),
+        )
+    }
 
     enabled: bool = Field(default=True, description="Run the evaluation Job after training.")
     checkpoint_selection: Literal["final", "best"] = Field(
@@ -266,6 +320,16 @@ class Evaluation(ApiModel):
         description="Messages JSONL files of general material the run does not train on, relative to the workspace, "
         "for the forgetting check (default: the SyntheticDataJob's replay datasets).",
     )
+    gate: Gate | None = Field(
+        default=None,
+        description="Thresholds the tuned model must pass to be promoted (default: every evaluated model is).",
+    )
+
+    @model_validator(mode="after")
+    def _gate_needs_evaluation(self) -> Evaluation:
+        if self.gate is not None and not self.enabled:
+            raise ValueError("spec.evaluation.gate needs spec.evaluation.enabled")
+        return self
 
 
 class Output(ApiModel):
@@ -333,8 +397,16 @@ class Progress(StatusModel):
     updated: datetime | None = Field(default=None, description="When progress was last sampled.")
 
 
+class Measure(StatusModel):
+    base: float | None = Field(default=None, description="The base model's value.")
+    tuned: float | None = Field(default=None, description="The tuned model's value.")
+
+
 class EvaluationSummary(StatusModel):
     report: str | None = Field(default=None, max_length=1024, description="JSON report (workspace path).")
+    held_out_loss: Measure | None = Field(default=None, description="Loss on the taxonomy's held-out seed Q/A.")
+    mcq_accuracy: Measure | None = Field(default=None, description="Multiple-choice accuracy (0-1).")
+    judge_rating: Measure | None = Field(default=None, description="Mean judge rating (1-5).")
     base_score: float | None = Field(default=None, description="Aggregate score of the base model.")
     tuned_score: float | None = Field(default=None, description="Aggregate score of the tuned model.")
     forgetting_delta: float | None = Field(
@@ -363,7 +435,7 @@ class FineTuneJobStatus(StatusModel):
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=16,
-        description="DataReady, Running, Suspended, Ready, Failed.",
+        description="DataReady, Running, Suspended, Ready, Promoted, Failed.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
@@ -393,5 +465,6 @@ PRINTER_COLUMNS = [
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss", "priority": 1},
     {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Promoted", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Promoted")].status'},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -314,6 +314,6 @@ def _transition_message(plan: Plan, phase: str) -> tuple[str, str]:
     if failed:
         return failed["reason"], failed["message"] or f"phase {phase}"
     for c in conds:
-        if c["type"] in ("Running", "DataReady", "TaxonomyReady", "Ready", "Valid") and c.get("message"):
+        if c["type"] in ("Running", "DataReady", "TaxonomyReady", "Promoted", "Ready", "Valid") and c.get("message"):
             return phase, c["message"]
     return phase, f"phase {phase}"

@@ -11,13 +11,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Phase, Reason
+from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Gate, Phase, Reason
 from labrador_operator.builders import finetune as b
 from labrador_operator.reconcile import common
 from labrador_operator.reconcile.common import Conditions, Manifest, Outcome
 from labrador_operator.reconcile.observe import Children, JobState, seconds_between
 from labrador_operator.reconcile.plan import Plan
-from labrador_operator.reconcile.results import EvaluateResult, TrainResult, lenient
+from labrador_operator.reconcile.results import EvaluateResult, MeasurePair, TrainResult, lenient
 from labrador_operator.settings import Settings
 
 
@@ -339,6 +339,8 @@ class FineTuneEvaluation:
     wanted: list[Manifest] = field(default_factory=list)
     #: outputs.evaluation once it is done
     report: dict[str, Any] | None = None
+    #: what the evaluation reported, typed (the gate reads it)
+    result: EvaluateResult | None = None
 
 
 def finetune_evaluation(
@@ -356,18 +358,92 @@ def finetune_evaluation(
         return FineTuneEvaluation("running", job)
     if job.failed_terminal:
         return FineTuneEvaluation("failed", job)
-    return FineTuneEvaluation("done", job, report=finetune_evaluation_report(children.result(name)))
+    result = lenient(EvaluateResult, children.result(name))
+    return FineTuneEvaluation("done", job, report=finetune_evaluation_report(result), result=result)
 
 
-def finetune_evaluation_report(raw: dict[str, Any] | None) -> dict[str, Any]:
-    report = lenient(EvaluateResult, raw)
+def finetune_evaluation_report(report: EvaluateResult) -> dict[str, Any]:
+    """status.outputs.evaluation: the report's path, the aggregate scores, forgetting and the headline measures."""
     names = (
         ("report", "report"),
         ("base_score", "baseScore"),
         ("tuned_score", "tunedScore"),
         ("forgetting_delta", "forgettingDelta"),
     )
-    return {key: getattr(report, attr) for attr, key in names if getattr(report, attr) is not None}
+    out = {key: getattr(report, attr) for attr, key in names if getattr(report, attr) is not None}
+    measures = report.measures
+    for attr, key in (
+        ("held_out_loss", "heldOutLoss"),
+        ("mcq_accuracy", "mcqAccuracy"),
+        ("judge_rating", "judgeRating"),
+    ):
+        pair: MeasurePair | None = getattr(measures, attr) if measures is not None else None
+        if pair is not None and (pair.base is not None or pair.tuned is not None):
+            out[key] = {k: v for k, v in (("base", pair.base), ("tuned", pair.tuned)) if v is not None}
+    return out
+
+
+@dataclass(frozen=True)
+class FineTuneGateVerdict:
+    promoted: bool
+    reason: str
+    message: str
+
+
+def _gain(pair: MeasurePair | None, lower_is_better: bool = False) -> tuple[float, float, float] | None:
+    if pair is None or pair.base is None or pair.tuned is None:
+        return None
+    gain = pair.base - pair.tuned if lower_is_better else pair.tuned - pair.base
+    return pair.base, pair.tuned, gain
+
+
+def finetune_gate(gate: Gate | None, result: EvaluateResult | None) -> FineTuneGateVerdict:
+    """Promote the tuned model or not: each threshold of ``gate`` against what the evaluation measured, every number
+    in the message. A threshold on a measure that was not measured fails (never a pass on a missing number)."""
+    if result is None:
+        return FineTuneGateVerdict(True, Reason.NO_GATE, "evaluation off: promoted without a gate")
+    if gate is None:
+        return FineTuneGateVerdict(True, Reason.NO_GATE, "no spec.evaluation.gate: every evaluated model is promoted")
+    m = result.measures
+    checks: list[tuple[str, tuple[float, float, float] | None, str, float]] = []
+    if gate.min_held_out_loss_improvement is not None:
+        pair = _gain(m.held_out_loss if m else None, lower_is_better=True)
+        checks.append(("held-out loss", pair, "improvement", gate.min_held_out_loss_improvement))
+    if gate.min_mcq_accuracy_gain is not None:
+        checks.append(("MCQ accuracy", _gain(m.mcq_accuracy if m else None), "gain", gate.min_mcq_accuracy_gain))
+    if gate.min_judge_rating_gain is not None:
+        checks.append(("judge rating", _gain(m.judge_rating if m else None), "gain", gate.min_judge_rating_gain))
+    if gate.min_score_gain is not None:
+        score = None
+        if result.base_score is not None and result.tuned_score is not None:
+            score = (result.base_score, result.tuned_score, result.tuned_score - result.base_score)
+        checks.append(("aggregate score", score, "gain", gate.min_score_gain))
+    said: list[str] = []
+    passed = True
+    for label, values, kind, threshold in checks:
+        if values is None:
+            passed = False
+            said.append(f"{label}: not measured (needs {kind} >= {threshold:g}): failed")
+            continue
+        base, tuned, gain = values
+        ok = gain >= threshold
+        passed &= ok
+        said.append(f"{label} {base:.4g} -> {tuned:.4g} ({kind} {gain:+.4g}, needs >= {threshold:g}): "
+                    f"{'passed' if ok else 'failed'}")  # fmt: skip
+    if gate.max_forgetting is not None:
+        if result.forgetting_delta is None:
+            passed = False
+            said.append(f"forgetting: not measured (needs <= {gate.max_forgetting:g}): failed")
+        else:
+            ok = result.forgetting_delta <= gate.max_forgetting
+            passed &= ok
+            said.append(f"forgetting {result.forgetting_delta:+.4g} (needs <= {gate.max_forgetting:g}): "
+                        f"{'passed' if ok else 'failed'}")  # fmt: skip
+    if not said:
+        return FineTuneGateVerdict(True, Reason.GATE_PASSED, "the gate sets no threshold: promoted")
+    verdict = "promoted" if passed else "not promoted"
+    return FineTuneGateVerdict(passed, Reason.GATE_PASSED if passed else Reason.GATE_FAILED,
+                               f"{verdict}: " + "; ".join(said))  # fmt: skip
 
 
 # --- 4. the status ----------------------------------------------------------------------------------------------
@@ -468,8 +544,11 @@ def finetune_evaluated(
     if evaluation.report is not None:
         outputs["evaluation"] = evaluation.report
     done = common.last_completion(children.jobs.values())
+    verdict = finetune_gate(spec.evaluation.gate, evaluation.result)
+    # Promoted first: the Succeeded Event carries the gate's verdict
+    promoted = cond(ConditionType.PROMOTED, verdict.promoted, verdict.reason, verdict.message)
     return Outcome(
         Phase.SUCCEEDED,
-        common.succeeded_conditions(cond, f"model at {model_out}"),
+        [promoted, *common.succeeded_conditions(cond, f"model at {model_out}")],
         {"outputs": outputs, **common.done_progress(status), **({"completionTime": done} if done else {})},
     )

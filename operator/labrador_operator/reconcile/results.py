@@ -107,10 +107,23 @@ class TrainResult(_Result):
     best_checkpoint: str | None = Field(default=None, max_length=1024)
 
 
+class MeasurePair(_Result):
+    base: float | None = Field(default=None, allow_inf_nan=False)
+    tuned: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class EvaluateMeasures(_Result):
+    mcq_accuracy: MeasurePair | None = None
+    held_out_loss: MeasurePair | None = None
+    judge_rating: MeasurePair | None = None
+    retention_loss: MeasurePair | None = None
+
+
 class EvaluateResult(_Result):
     """`labrador-trainer evaluate`."""
 
     report: str | None = Field(default=None, max_length=1024)
+    measures: EvaluateMeasures | None = None
     base_score: float | None = Field(default=None, allow_inf_nan=False)
     tuned_score: float | None = Field(default=None, allow_inf_nan=False)
     forgetting_delta: float | None = Field(default=None, allow_inf_nan=False)
