@@ -409,3 +409,45 @@ def test_an_older_labradors_finalizer_is_taken_off(
             what=f"the old finalizer taken off the {kind}",
         )
         installed.kubectl("delete", kind, "legacy", "-n", namespace, "--timeout=30s")
+
+
+def _gated(name: str, forgetting: float) -> dict[str, Any]:
+    """One phase and the evaluation on kwok; every pod reports the same result (training reads its keys, the
+    evaluation its own): held-out loss 2.4 -> 1.9, MCQ 0.25 -> 0.45, the given forgetting delta."""
+    result = {
+        "final_loss": 1.2, "tokens": 100, "report": f"models/{name}/evaluation.json", "base_score": 0.4,
+        "tuned_score": 0.55, "forgetting_delta": forgetting,
+        "measures": {"held_out_loss": {"base": 2.4, "tuned": 1.9}, "mcq_accuracy": {"base": 0.25, "tuned": 0.45}},
+    }  # fmt: skip
+    obj = one_phase_job(name, {"labrador.dev/kwok-termination-message": json.dumps(result)})
+    obj["spec"]["evaluation"] = {
+        "enabled": True,
+        "gate": {"minHeldOutLossImprovement": 0.1, "minMcqAccuracyGain": 0.1, "maxForgetting": 0.1},
+    }
+    return obj
+
+
+def test_the_quality_gate_promotes_a_good_model_and_not_a_forgetful_one(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    installed.apply([_gated("good", 0.02), _gated("forgetful", 0.5)], namespace)
+    for name in ("good", "forgetful"):
+        wait_for(lambda n=name: _status(installed, namespace, n).get("phase") == "Succeeded", timeout=120,
+                 what=f"{name} Succeeded")  # fmt: skip
+    good, bad = _status(installed, namespace, "good"), _status(installed, namespace, "forgetful")
+    assert _conds(good)["Promoted"] == ("True", "GatePassed")
+    assert _conds(bad)["Promoted"] == ("False", "GateFailed")
+    message = next(c["message"] for c in bad["conditions"] if c["type"] == "Promoted")
+    assert message.startswith("not promoted:") and "forgetting +0.5 (needs <= 0.1): failed" in message
+    assert "held-out loss 2.4 -> 1.9 (improvement +0.5, needs >= 0.1): passed" in message
+    assert good["outputs"]["evaluation"]["mcqAccuracy"] == {"base": 0.25, "tuned": 0.45}
+    # the column a user sees
+    table = installed.kubectl("get", "ftj", "good", "forgetful", "-n", namespace).stdout.splitlines()
+    start = table[0].index("PROMOTED")  # columns are aligned; some cells are empty
+    end = table[0].index("AGE")
+    promoted = {line.split()[0]: line[start:end].strip() for line in table[1:]}
+    assert promoted == {"good": "True", "forgetful": "False"}, table
+    # the Succeeded Event says the verdict
+    events = installed.kubectl("get", "events", "-n", namespace, "--field-selector",
+                               "involvedObject.name=forgetful,reason=Succeeded", "-o", "json").stdout  # fmt: skip
+    assert "not promoted" in events
