@@ -139,3 +139,59 @@ def test_bad_uris_exit_2(uri: str, tmp_path: Path) -> None:
     out = _fetch(uri, tmp_path / "m")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "m").exists()
+
+
+def _tree(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in (".labrador-complete", "labrador-manifest.json")
+    }
+
+
+def test_export_to_s3_lands_the_same_files_and_a_stable_digest(s3: str, tmp_path: Path) -> None:
+    """`model export` publishes the model directory (what the workspace holds) under the prefix with a manifest
+    of checksums; fetching it back gives the same files; the digest depends on the files only."""
+    import json
+
+    src = tmp_path / "model"
+    (src / "tokenizer").mkdir(parents=True)
+    (src / "config.json").write_text('{"model_type": "llama"}')
+    (src / "model.safetensors").write_bytes(os.urandom(200 * 1024))
+    (src / "tokenizer" / "tokenizer.json").write_text('{"version": "1.0"}')
+    _upload(s3, "exports", "placeholder", tmp_path / "none")  # the bucket
+    log = tmp_path / "termination-log"
+    argv = [EXE, "model", "export", "--src", str(src), "--uri", "s3://exports/team/ft-1", f"--endpoint={s3}",
+            f"--termination-log={log}"]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(log.read_text())
+    assert summary["status"] == "Succeeded" and summary["uri"] == "s3://exports/team/ft-1" and summary["files"] == 3
+    assert summary["digest"].startswith("sha256:") and "checksums" not in summary
+    assert SECRET not in out.stdout + out.stderr + log.read_text()
+    back = tmp_path / "back"
+    fetched = _fetch("s3://exports/team/ft-1", back, f"--endpoint={s3}")
+    assert fetched.returncode == 0, fetched.stderr
+    assert _tree(back) == _tree(src)
+    manifest = json.loads((back / "labrador-manifest.json").read_text())
+    assert {k: v["sha256"] for k, v in manifest["files"].items()} == _tree(src)
+    # the same files again (to another prefix): the same digest
+    again = subprocess.run([*argv[:6], "s3://exports/team/ft-2", *argv[7:]], capture_output=True, text=True,
+                           env=_env(), timeout=300)  # fmt: skip
+    assert again.returncode == 0 and json.loads(log.read_text())["digest"] == summary["digest"], again.stderr
+
+
+def test_export_failures_exit_1_or_2_without_secrets(s3: str, tmp_path: Path) -> None:
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    missing = subprocess.run([EXE, "model", "export", "--src", str(src), "--uri", "s3://no-such-bucket/x",
+                              f"--endpoint={s3}"], capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
+    assert missing.returncode == 1 and "export failed" in missing.stderr and "Traceback" not in missing.stderr
+    assert SECRET not in missing.stderr
+    for bad in (["--src", str(tmp_path / "nowhere"), "--uri", "s3://b/x"], ["--src", str(src), "--uri", "ftp://x/y"],
+                ["--src", str(src), "--uri", "oci://r.example/m@sha256:" + "0" * 64]):  # fmt: skip
+        out = subprocess.run([EXE, "model", "export", *bad], capture_output=True, text=True, env=_env(), timeout=60)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (bad, out.stderr)

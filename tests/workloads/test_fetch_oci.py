@@ -505,3 +505,34 @@ def test_token_auth_on_the_registrys_own_host(
     out = _fetch(f"oci://{token_registry.host}/{REPO}", tmp_path / "cache" / "n", stale, registry.ca)
     assert out.returncode == 1 and "invalid_grant" in out.stderr, out.stderr
     assert IDENTITY_TOKEN not in out.stdout + out.stderr
+
+
+def test_export_pushes_an_artifact_that_fetch_brings_back_identical(
+    registry: Registry, model: dict[str, str], tmp_path: Path
+) -> None:
+    """`model export` to oci:// with the registry's login: the registry's manifest digest comes back, and
+    `model fetch` of that digest gives the very files the workspace held (a directory as one layer)."""
+    src = tmp_path / "model"
+    (src / "tokenizer").mkdir(parents=True)
+    (src / "config.json").write_text(json.dumps({"model_type": "llama", "exported": True}))
+    (src / "model.safetensors").write_bytes(os.urandom(256 * 1024))
+    (src / "tokenizer" / "tokenizer.json").write_text(json.dumps({"version": "1.0"}))
+    config = _config(tmp_path / "config.json", {registry.host: _auth(USER, PASSWORD)})
+    log = tmp_path / "termination-log"
+    argv = [EXE, "model", "export", "--src", str(src), "--uri", f"oci://{registry.host}/models/exported:v1",
+            "--registry-config", str(config), f"--termination-log={log}"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORAS_", "DOCKER_"))}
+    env.update(HOME=str(tmp_path / "home"), REQUESTS_CA_BUNDLE=str(registry.ca))
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(log.read_text())
+    assert summary["digest"].startswith("sha256:") and summary["files"] == 3
+    assert PASSWORD not in out.stdout + out.stderr + log.read_text()
+    dest = tmp_path / "cache" / "exported"
+    back = _fetch(f"oci://{registry.host}/models/exported@{summary['digest']}", dest, config, registry.ca)
+    assert back.returncode == 0, back.stderr
+    assert _checksums(dest) == _checksums(src)
+    # without the login the registry refuses the push: exit 1 with its answer, nothing secret
+    anon = subprocess.run([*argv[:7], f"--termination-log={log}"], capture_output=True, text=True, env=env, timeout=120)
+    assert anon.returncode == 1 and "export failed" in anon.stderr and "Traceback" not in anon.stderr, anon.stderr
+    assert json.loads(log.read_text())["status"] == "Failed"
