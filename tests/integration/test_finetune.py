@@ -418,16 +418,18 @@ def _gated(name: str, forgetting: float) -> dict[str, Any]:
         "final_loss": 1.2, "tokens": 100, "report": f"models/{name}/evaluation.json", "base_score": 0.4,
         "tuned_score": 0.55, "forgetting_delta": forgetting,
         "measures": {"held_out_loss": {"base": 2.4, "tuned": 1.9}, "mcq_accuracy": {"base": 0.25, "tuned": 0.45}},
+        "digest": "sha256:" + "c" * 64, "files": 3, "bytes": 4096,  # what the export step reports
     }  # fmt: skip
     obj = one_phase_job(name, {"labrador.dev/kwok-termination-message": json.dumps(result)})
     obj["spec"]["evaluation"] = {
         "enabled": True,
         "gate": {"minHeldOutLossImprovement": 0.1, "minMcqAccuracyGain": 0.1, "maxForgetting": 0.1},
     }
+    obj["spec"]["output"] = {"uri": f"s3://models/team/{name}", "secretRef": {"name": "s3-push"}}
     return obj
 
 
-def test_the_quality_gate_promotes_a_good_model_and_not_a_forgetful_one(
+def test_the_quality_gate_promotes_and_exports_a_good_model_and_not_a_forgetful_one(
     installed: Kube, operator: Any, namespace: str, workspace: str
 ) -> None:
     installed.apply([_gated("good", 0.02), _gated("forgetful", 0.5)], namespace)
@@ -441,6 +443,17 @@ def test_the_quality_gate_promotes_a_good_model_and_not_a_forgetful_one(
     assert message.startswith("not promoted:") and "forgetting +0.5 (needs <= 0.1): failed" in message
     assert "held-out loss 2.4 -> 1.9 (improvement +0.5, needs >= 0.1): passed" in message
     assert good["outputs"]["evaluation"]["mcqAccuracy"] == {"base": 0.25, "tuned": 0.45}
+    # only the promoted model was exported: its export Job (owned by it) ran, its location and digest are on status
+    assert good["outputs"]["exported"] == {"uri": "s3://models/team/good", "digest": "sha256:" + "c" * 64,
+                                           "files": 3, "bytes": 4096}  # fmt: skip
+    assert "exported" not in bad["outputs"]
+    jobs = {j["metadata"]["name"]: j for j in json.loads(installed.kubectl("get", "jobs", "-n", namespace, "-o",
+                                                                           "json").stdout)["items"]}  # fmt: skip
+    assert "good-export" in jobs and "forgetful-export" not in jobs
+    owner = jobs["good-export"]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner.get("controller")) == ("FineTuneJob", "good", True)
+    export_pod = jobs["good-export"]["spec"]["template"]["spec"]["containers"][0]
+    assert export_pod["envFrom"] == [{"secretRef": {"name": "s3-push"}}]
     # the column a user sees
     table = installed.kubectl("get", "ftj", "good", "forgetful", "-n", namespace).stdout.splitlines()
     start = table[0].index("PROMOTED")  # columns are aligned; some cells are empty

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from labrador_operator.api.finetune import FineTuneJobSpec, Gate
 from labrador_operator.reconcile import finetune as decide
-from labrador_operator.reconcile.observe import Children, PodState
+from labrador_operator.reconcile.observe import Children, JobState, PodState
 from labrador_operator.reconcile.results import EvaluateResult
 from tests.unit.test_reconcile_finetune import DONE, job, run, spec
 
@@ -99,3 +99,77 @@ def test_a_succeeded_job_says_promoted_or_not_with_its_numbers() -> None:
     assert rejected["message"] == "not promoted: forgetting +0.9 (needs <= 0.1): failed"
     ungated = _evaluated(MEASURED, None)
     assert next(c for c in ungated.status["conditions"] if c["type"] == "Promoted")["status"] == "True"
+
+
+def _exporting(gate: dict[str, Any], forgetting: float, export: JobState | None = None, result: Any = None) -> Any:
+    s: FineTuneJobSpec = spec(
+        evaluation={"enabled": True, "gate": gate},
+        output={"uri": "s3://models/team/ft", "secretRef": {"name": "s3-push"}, "endpoint": "http://minio:9000"},
+    )
+    jobs = {"ft-knowledge": job("ft-knowledge", **DONE), "ft-skills": job("ft-skills", **DONE),
+            "ft-evaluate": job("ft-evaluate", **{**DONE, "succeeded": 1, "completions": 1})}  # fmt: skip
+    if export is not None:
+        jobs["ft-export"] = export
+    kids = Children(jobs=jobs, config_maps={"ft-config"}, services={"ft-knowledge", "ft-skills"})
+    kids.pods["e0"] = PodState(name="e0", job="ft-evaluate", index=0, phase="Succeeded", ip=None, exit_code=0,
+                               result={**MEASURED, "forgetting_delta": forgetting})  # fmt: skip
+    if result is not None:
+        kids.pods["x0"] = PodState(name="x0", job="ft-export", index=0, phase="Succeeded", ip=None, exit_code=0,
+                                   result=result)  # fmt: skip
+    return run(s, kids)
+
+
+def test_a_promoted_model_is_exported_before_the_job_succeeds() -> None:
+    p = _exporting({"maxForgetting": 0.1}, 0.02)
+    assert p.status["phase"] == "Exporting"
+    (export,) = [m for m in p.create if m["metadata"]["name"] == "ft-export"]
+    main = export["spec"]["template"]["spec"]["containers"][0]
+    assert main["command"][:3] == ["labrador-trainer", "model", "export"]
+    assert main["command"][3:7] == ["--src", "/workspace/models/ns/ft", "--uri", "s3://models/team/ft"]
+    assert "--endpoint" in main["command"] and main["envFrom"] == [{"secretRef": {"name": "s3-push"}}]
+    assert "nvidia.com/gpu" not in main["resources"]["limits"]  # copying files needs no GPU
+    running = _exporting({"maxForgetting": 0.1}, 0.02, job("ft-export", completions=1, active=1))
+    assert running.status["phase"] == "Exporting" and running.create == []
+    digest = "sha256:" + "a" * 64
+    done = _exporting({"maxForgetting": 0.1}, 0.02, job("ft-export", **{**DONE, "succeeded": 1, "completions": 1}),
+                      {"status": "Succeeded", "uri": "s3://models/team/ft", "digest": digest, "files": 3,
+                       "bytes": 1024})  # fmt: skip
+    assert done.status["phase"] == "Succeeded"
+    assert done.status["outputs"]["exported"] == {"uri": "s3://models/team/ft", "digest": digest, "files": 3,
+                                                  "bytes": 1024}  # fmt: skip
+    ready = next(c for c in done.status["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == "model at models/ns/ft, exported to s3://models/team/ft"
+
+
+def test_a_rejected_model_is_never_exported() -> None:
+    p = _exporting({"maxForgetting": 0.1}, 0.9)
+    assert p.status["phase"] == "Succeeded" and p.create == []
+    assert "exported" not in p.status["outputs"]
+    ready = next(c for c in p.status["conditions"] if c["type"] == "Ready")
+    assert ready["message"].endswith("not exported to s3://models/team/ft: not promoted")
+
+
+def test_a_failed_export_fails_the_job_with_its_reason() -> None:
+    failed = job("ft-export", completions=1, failed=1, failed_terminal=True, failure_reason="BackoffLimitExceeded",
+                 completion_time="2026-01-01T00:20:00Z")  # fmt: skip
+    p = _exporting({"maxForgetting": 0.1}, 0.02, failed)
+    assert p.status["phase"] == "Failed"
+    cond = next(c for c in p.status["conditions"] if c["type"] == "Failed")
+    assert cond["status"] == "True"
+
+
+def test_an_oci_export_gets_only_the_registry_login_file() -> None:
+    from labrador_operator.builders import finetune as b
+    from tests.unit.test_reconcile_finetune import OWNER, SETTINGS
+
+    s = spec(output={"uri": "oci://registry.example:5000/team/ft:v1", "secretRef": {"name": "push-login"}})
+    pod = b.build_export_job(OWNER, s, SETTINGS)["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    assert main["command"][-2:] == ["--registry-config", "/var/run/secrets/labrador/registry/config.json"]
+    assert "envFrom" not in main  # the Secret is not env: only its .dockerconfigjson, as a read-only file
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "export-registry-config"]
+    assert vol["secret"] == {"secretName": "push-login", "defaultMode": 0o400,
+                             "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}  # fmt: skip
+    assert {"name": "export-registry-config", "mountPath": "/var/run/secrets/labrador/registry", "readOnly": True} in (
+        main["volumeMounts"]
+    )

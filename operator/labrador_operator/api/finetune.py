@@ -39,6 +39,7 @@ class Phase(StrEnum):
     WAITING = "Waiting"
     RUNNING = "Running"
     EVALUATING = "Evaluating"
+    EXPORTING = "Exporting"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
@@ -61,6 +62,7 @@ class Reason(StrEnum):
     TRAINING = "Training"
     STARTING = "Starting"  # the Job exists, its pods are not running yet (no problem reported)
     EVALUATING = "Evaluating"
+    EXPORTING = "Exporting"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
@@ -332,12 +334,47 @@ class Evaluation(ApiModel):
         return self
 
 
+EXPORT_URI_RULE = (
+    "self.matches('^hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$') || "
+    "self.matches('^s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9](/.*)?$') || "
+    "self.matches('^oci://[a-z0-9][-a-z0-9.:]*(/[-a-z0-9._]+)+(:[-A-Za-z0-9_.]+)?$')"
+)
+
+
 class Output(ApiModel):
     path: str | None = Field(
         default=None,
         max_length=1024,
         description="Directory for the final model, relative to the workspace (default models/<namespace>/<name>).",
         json_schema_extra=validations(cel(REL_PATH_RULE, REL_PATH_MESSAGE)),
+    )
+    uri: str | None = Field(
+        default=None,
+        min_length=6,
+        max_length=1024,
+        description="Where a promoted model is exported once the job has succeeded: s3://<bucket>/<prefix> (the files "
+        "and a checksum manifest), oci://<registry>/<repository>[:<tag>] (an ORAS artifact) or hf://<org>/<name> (a "
+        "Hub repository). A model the quality gate rejects is never exported. The location and digest land in "
+        "status.outputs.exported.",
+        json_schema_extra=validations(
+            cel(
+                EXPORT_URI_RULE,
+                "must be s3://<bucket>/<prefix>, oci://<registry>/<repo>[:<tag>] or hf://<org>/<name>",
+                reason="FieldValueInvalid",
+            )
+        ),
+    )
+    secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Credentials for the export step only: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://, "
+        "HF_TOKEN for hf:// (as env); for oci:// a kubernetes.io/dockerconfigjson Secret whose .dockerconfigjson "
+        "alone is mounted as a read-only file (only its entry for the registry's host is used, over https).",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^https?://[^\s]+$",
+        description="S3 endpoint URL for a non-AWS store, or the Hub's URL for a private Hub.",
     )
 
 
@@ -414,14 +451,28 @@ class EvaluationSummary(StatusModel):
     )
 
 
+class Exported(StatusModel):
+    uri: str | None = Field(default=None, max_length=1024, description="Where the model was exported.")
+    digest: str | None = Field(
+        default=None,
+        max_length=128,
+        description="sha256 of the export: the OCI manifest digest, the S3 checksum manifest's sha256, or the Hub "
+        "commit.",
+    )
+    files: int | None = Field(default=None, ge=0, description="Files exported.")
+    bytes: int | None = Field(default=None, ge=0, description="Bytes exported.")
+
+
 class Outputs(StatusModel):
     model: str | None = Field(default=None, max_length=1024, description="Final model directory (workspace path).")
     evaluation: EvaluationSummary | None = Field(default=None, description="Evaluation results.")
+    exported: Exported | None = Field(default=None, description="The exported model (spec.output.uri).")
 
 
 class FineTuneJobStatus(StatusModel):
     phase: Phase | None = Field(
-        default=None, description="Pending, Waiting, Running, Evaluating, Succeeded, Failed or Suspended."
+        default=None,
+        description="Pending, Waiting, Running, Evaluating, Exporting, Succeeded, Failed or Suspended.",
     )
     observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
     current_phase: str | None = Field(default=None, max_length=63, description="Training phase running now.")

@@ -13,9 +13,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from labrador_operator.api.common import BaseResources
 from labrador_operator.api.finetune import FineTuneJobSpec, TrainingPhase
 from labrador_operator.builders import common
-from labrador_operator.builders.models import ModelMount, model_mount
+from labrador_operator.builders.argv import argv_literal
+from labrador_operator.builders.models import ModelMount, credentials, model_mount
 from labrador_operator.constants import LABEL_ATTEMPT, WORKSPACE_MOUNT
 from labrador_operator.settings import Settings
 
@@ -316,6 +318,48 @@ def build_select_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: 
     ]
     pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1), judge=True)
     meta = common.metadata(name, owner.namespace, owner.ref(), f"{phase}-select")
+    return common.job(
+        meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, pod_metadata=spec.resources.pod_metadata
+    )
+
+
+def export_job_name(owner: Owner) -> str:
+    return common.child_name(owner.name, "export")
+
+
+#: the export step copies files: it needs no GPU and far less than a training pod
+EXPORT_RESOURCES = BaseResources(cpu="1", memory="2Gi")
+
+
+def build_export_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) -> common.Manifest:
+    """``labrador-trainer model export`` of the final model to ``spec.output.uri`` (only for a promoted model: the
+    reconcile decides). Credentials as the fetch step gets them (``models.credentials``), never in argv."""
+    out = spec.output
+    assert out.uri is not None
+    argv = [
+        "labrador-trainer", "model", "export",
+        "--src", f"{WORKSPACE_MOUNT}/{output_dir(owner, spec)}",
+        "--uri", argv_literal(out.uri),
+        f"--termination-log={common.TERMINATION_LOG}",
+    ]  # fmt: skip
+    if out.endpoint:
+        argv += ["--endpoint", argv_literal(out.endpoint)]
+    creds = credentials(out.uri, out.secret_ref.name if out.secret_ref else None, "export")
+    resources = EXPORT_RESOURCES.model_copy(
+        update={k: getattr(spec.resources, k) for k in ("node_selector", "tolerations", "priority_class_name")}
+    )
+    pod = common.pod_spec(
+        settings=settings,
+        command=[*argv, *creds.argv],
+        env=[common.env_value("LABRADOR_JOB", owner.name)],
+        resources=resources,
+        gpus=0,
+        workspace=spec.workspace,
+        extra_volumes=list(zip(creds.volumes, creds.mounts, strict=True)),
+    )
+    if creds.env_from:
+        pod["containers"][0]["envFrom"] = creds.env_from
+    meta = common.metadata(export_job_name(owner), owner.namespace, owner.ref(), "export")
     return common.job(
         meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, pod_metadata=spec.resources.pod_metadata
     )

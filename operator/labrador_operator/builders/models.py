@@ -30,6 +30,32 @@ class ModelMount:
     fetch_mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class Credentials:
+    """How a fetch or export step gets its ``secretRef``: env for hf:// and s3://; for oci:// only the Secret's
+    ``.dockerconfigjson``, as a read-only file that ``--registry-config`` names (the path is in argv, the
+    credentials never are)."""
+
+    argv: list[str] = field(default_factory=list)
+    env_from: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def credentials(uri: str, secret: str | None, volume_name: str) -> Credentials:
+    if not secret:
+        return Credentials()
+    if not uri.startswith("oci://"):
+        return Credentials(env_from=[{"secretRef": {"name": secret}}])
+    name = f"{volume_name}-registry-config"
+    items = {"secretName": secret, "items": [{"key": ".dockerconfigjson", "path": "config.json"}], "defaultMode": 0o400}
+    return Credentials(
+        argv=["--registry-config", REGISTRY_CONFIG],
+        volumes=[{"name": name, "secret": items}],
+        mounts=[{"name": name, "mountPath": REGISTRY_CONFIG_DIR, "readOnly": True}],
+    )
+
+
 def model_mount(source: ModelSource, volume_name: str) -> ModelMount:
     """pvc:// is mounted read-only; hf://, s3://, oci:// are fetched once into the workspace cache.
 
@@ -51,19 +77,11 @@ def model_mount(source: ModelSource, volume_name: str) -> ModelMount:
     argv = ["labrador-trainer", "model", "fetch", "--uri", argv_literal(uri), "--dest", dest]
     if source.endpoint:
         argv += ["--endpoint", argv_literal(source.endpoint)]
-    if not source.secret_ref:
-        return ModelMount(path=dest, fetch=argv)
-    if not uri.startswith("oci://"):
-        return ModelMount(path=dest, fetch=argv, env_from=[{"secretRef": {"name": source.secret_ref.name}}])
-    name = f"{volume_name}-registry-config"
-    secret = {
-        "secretName": source.secret_ref.name,
-        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-        "defaultMode": 0o400,
-    }
+    creds = credentials(uri, source.secret_ref.name if source.secret_ref else None, volume_name)
     return ModelMount(
         path=dest,
-        fetch=[*argv, "--registry-config", REGISTRY_CONFIG],
-        fetch_volumes=[{"name": name, "secret": secret}],
-        fetch_mounts=[{"name": name, "mountPath": REGISTRY_CONFIG_DIR, "readOnly": True}],
+        fetch=[*argv, *creds.argv],
+        env_from=creds.env_from,
+        fetch_volumes=creds.volumes,
+        fetch_mounts=creds.mounts,
     )

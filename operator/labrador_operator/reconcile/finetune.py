@@ -17,7 +17,7 @@ from labrador_operator.reconcile import common
 from labrador_operator.reconcile.common import Conditions, Manifest, Outcome
 from labrador_operator.reconcile.observe import Children, JobState, seconds_between
 from labrador_operator.reconcile.plan import Plan
-from labrador_operator.reconcile.results import EvaluateResult, MeasurePair, TrainResult, lenient
+from labrador_operator.reconcile.results import EvaluateResult, ExportResult, MeasurePair, TrainResult, lenient
 from labrador_operator.settings import Settings
 
 
@@ -91,7 +91,14 @@ def plan(
     walk = finetune_phase_walk(owner, spec, children, settings)
     evaluation = finetune_evaluation(owner, spec, children, settings) if walk.step is None else None
     outcome = finetune_status(
-        owner=owner, spec=spec, status=status, children=children, walk=walk, evaluation=evaluation, cond=cond
+        owner=owner,
+        spec=spec,
+        status=status,
+        children=children,
+        walk=walk,
+        evaluation=evaluation,
+        cond=cond,
+        settings=settings,
     )
     wanted = [*finetune_config_map(owner, spec, dep.data, children, settings), *outcome.wanted]
     return Plan(
@@ -458,6 +465,7 @@ def finetune_status(
     walk: FineTunePhaseWalk,
     evaluation: FineTuneEvaluation | None,
     cond: Conditions,
+    settings: Settings,
 ) -> Outcome:
     """What the phase walk and the evaluation come to: Failed, Suspended, Pending or Running (training), then
     Evaluating, Failed or Succeeded. The data is ready (the gate passed)."""
@@ -477,9 +485,10 @@ def finetune_status(
         not_suspended = cond(ConditionType.SUSPENDED, False, Reason.TRAINING, "")
         return Outcome(training.phase, [data_ready, not_suspended, *training.conditions], fields, step.wanted)
     assert evaluation is not None
-    end = finetune_evaluated(owner, spec, status, children, evaluation, cond)
+    end = finetune_evaluated(owner, spec, status, children, evaluation, cond, settings)
     not_suspended = cond(ConditionType.SUSPENDED, False, Reason.SUCCEEDED, "")
-    return Outcome(end.phase, [data_ready, not_suspended, *end.conditions], fields | end.fields, evaluation.wanted)
+    wanted = [*evaluation.wanted, *end.wanted]
+    return Outcome(end.phase, [data_ready, not_suspended, *end.conditions], fields | end.fields, wanted)
 
 
 def finetune_walk_fields(children: Children, walk: FineTunePhaseWalk) -> dict[str, Any]:
@@ -525,8 +534,10 @@ def finetune_evaluated(
     children: Children,
     evaluation: FineTuneEvaluation,
     cond: Conditions,
+    settings: Settings,
 ) -> Outcome:
-    """Every phase is done: Evaluating while the evaluation runs, Failed when it failed, else Succeeded."""
+    """Every phase is done: Evaluating while the evaluation runs, Failed when it failed; then, for a promoted model
+    with spec.output.uri, Exporting while it is exported (Failed if that fails); else Succeeded."""
     if evaluation.state == "running":
         return Outcome(
             Phase.EVALUATING,
@@ -543,12 +554,62 @@ def finetune_evaluated(
     outputs: dict[str, Any] = {"model": model_out}
     if evaluation.report is not None:
         outputs["evaluation"] = evaluation.report
-    done = common.last_completion(children.jobs.values())
     verdict = finetune_gate(spec.evaluation.gate, evaluation.result)
     # Promoted first: the Succeeded Event carries the gate's verdict
     promoted = cond(ConditionType.PROMOTED, verdict.promoted, verdict.reason, verdict.message)
+    ready = f"model at {model_out}"
+    wanted: list[Manifest] = []
+    if spec.output.uri and verdict.promoted:
+        export = finetune_export(owner, spec, children, settings)
+        if export.state == "running":
+            return Outcome(
+                Phase.EXPORTING,
+                [
+                    promoted,
+                    cond(ConditionType.RUNNING, True, Reason.EXPORTING, f"exporting the model to {spec.output.uri}"),
+                    cond(ConditionType.READY, False, Reason.EXPORTING, ""),
+                ],
+                {"outputs": outputs},
+                export.wanted,
+            )
+        if export.state == "failed":
+            assert export.job is not None
+            failed = common.failed_conditions(cond, *common.job_failure(export.job))
+            return Outcome(Phase.FAILED, [promoted, *failed], {"outputs": outputs,
+                           "completionTime": export.job.completion_time})  # fmt: skip
+        outputs["exported"] = export.exported
+        ready += f", exported to {export.exported.get('uri', spec.output.uri)}"
+    elif spec.output.uri:
+        ready += f"; not exported to {spec.output.uri}: not promoted"
+    done = common.last_completion(children.jobs.values())
     return Outcome(
         Phase.SUCCEEDED,
-        [promoted, *common.succeeded_conditions(cond, f"model at {model_out}")],
+        [promoted, *common.succeeded_conditions(cond, ready)],
         {"outputs": outputs, **common.done_progress(status), **({"completionTime": done} if done else {})},
+        wanted,
     )
+
+
+@dataclass(frozen=True)
+class FineTuneExport:
+    state: Literal["running", "failed", "done"]
+    job: JobState | None = None
+    wanted: list[Manifest] = field(default_factory=list)
+    exported: dict[str, Any] = field(default_factory=dict)
+
+
+def finetune_export(owner: b.Owner, spec: FineTuneJobSpec, children: Children, settings: Settings) -> FineTuneExport:
+    """The export of a promoted model to spec.output.uri: its Job, and where the model landed once it is done."""
+    name = b.export_job_name(owner)
+    job = children.jobs.get(name)
+    if job is None:
+        return FineTuneExport(
+            "running", wanted=common.missing(b.build_export_job(owner, spec, settings), children.jobs)
+        )
+    if not job.finished:
+        return FineTuneExport("running", job)
+    if job.failed_terminal:
+        return FineTuneExport("failed", job)
+    result = lenient(ExportResult, children.result(name))
+    exported = {k: v for k, v in result.model_dump().items() if v is not None}
+    return FineTuneExport("done", job, exported={"uri": spec.output.uri, **exported})

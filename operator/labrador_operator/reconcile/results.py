@@ -127,3 +127,12 @@ class EvaluateResult(_Result):
     base_score: float | None = Field(default=None, allow_inf_nan=False)
     tuned_score: float | None = Field(default=None, allow_inf_nan=False)
     forgetting_delta: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class ExportResult(_Result):
+    """`labrador-trainer model export`."""
+
+    uri: str | None = Field(default=None, max_length=1024)
+    digest: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9:._-]+$")
+    files: int | None = Field(default=None, ge=0)
+    bytes: int | None = Field(default=None, ge=0)
