@@ -50,7 +50,7 @@ else
     msg = msg .. " (" .. status.progress.percent .. "%)"
   end
   hs.message = explain(status, msg)
-  if phase == "Running" or phase == "Mixing" or phase == "Evaluating" or phase == "Syncing" then
+  if phase == "Running" or phase == "Mixing" or phase == "Evaluating" or phase == "Exporting" or phase == "Syncing" then
     hs.message = msg
   end
 end
