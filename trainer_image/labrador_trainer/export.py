@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from labrador_trainer.fetch import MARKER, FetchError, SourceError, _first_line, _oci_host, parse
+from labrador_trainer.fetch import MARKER, FetchError, SourceError, _first_line, _oci_host, parse, s3_client
 
 MANIFEST = "labrador-manifest.json"
 
@@ -91,19 +91,10 @@ def export(
 
 
 def _s3(bucket: str, prefix: str, src: Path, sums: dict[str, str], endpoint: str | None, env: Mapping[str, str]) -> str:
-    import boto3
     from boto3.exceptions import Boto3Error
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint or env.get("AWS_ENDPOINT_URL") or None,
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
+    client = s3_client(endpoint, env)
     base = f"{prefix}/" if prefix else ""
     manifest = json.dumps(
         {"files": {rel: {"sha256": h, "size": (src / rel).stat().st_size} for rel, h in sums.items()}},

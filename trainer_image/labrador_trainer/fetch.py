@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from labrador_trainer.oci_auth import RegistryLogin
@@ -150,12 +150,12 @@ def _hf(source: Source, out: Path, endpoint: str | None, env: Mapping[str, str])
     shutil.rmtree(out / ".cache", ignore_errors=True)  # huggingface_hub's download metadata
 
 
-def _s3(source: Source, out: Path, endpoint: str | None, env: Mapping[str, str]) -> None:
+def s3_client(endpoint: str | None, env: Mapping[str, str]) -> Any:
+    """A boto3 S3 client with the credentials of ``env`` only (never a profile or file of the machine's)."""
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint or env.get("AWS_ENDPOINT_URL") or None,
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
@@ -163,6 +163,12 @@ def _s3(source: Source, out: Path, endpoint: str | None, env: Mapping[str, str])
         region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         config=Config(retries={"max_attempts": 5, "mode": "standard"}),
     )
+
+
+def _s3(source: Source, out: Path, endpoint: str | None, env: Mapping[str, str]) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = s3_client(endpoint, env)
     prefix = f"{source.revision}/" if source.revision else ""
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=source.location, Prefix=prefix):

@@ -43,9 +43,7 @@ def reconcile_finetunejob(rt: Runtime, body: dict[str, Any]) -> None:
 
 def on_child(rt: Runtime, key: Key, context: contextvars.Context | None = None) -> None:
     """A child Job or Pod changed (handlers/children.py): reconcile its parent unless it has finished."""
-    record = rt.cache.record(PLURAL, key[0], key[2])
-    if record is not None and record.phase not in TERMINAL:
-        rt.enqueue(PLURAL, key[0], key[2], context)
+    rt.enqueue_unless(PLURAL, key[0], key[2], TERMINAL, context)
 
 
 def data_source_changed(

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from datetime import datetime
 from typing import Any
 
@@ -128,6 +128,15 @@ class Runtime:
     def enqueue(self, plural: str, namespace: str, name: str, context: contextvars.Context | None = None) -> None:
         """Reconcile this object from the cache soon (once, however often it is named before that)."""
         self.queue.add((plural, namespace, name), context)
+
+    def enqueue_unless(
+        self, plural: str, namespace: str, name: str, phases: Collection[str], context: contextvars.Context | None
+    ) -> None:
+        """Reconcile this object unless the cache has it in one of ``phases`` (a finished job: its children's
+        events change nothing) or does not have it at all."""
+        record = self.cache.record(plural, namespace, name)
+        if record is not None and record.phase not in phases:
+            self.enqueue(plural, namespace, name, context)
 
     def _reconcile_key(self, key: Hashable) -> None:
         plural, namespace, name = key  # type: ignore[misc]

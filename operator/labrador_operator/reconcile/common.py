@@ -8,9 +8,9 @@ Each function returns a value; the kinds' modules (finetune.py, sdg.py, taxonomy
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from labrador_operator.api.common import RunPolicy
 from labrador_operator.reconcile.observe import JobState
@@ -89,6 +89,25 @@ def missing(manifest: Manifest | None, existing: Collection[str]) -> list[Manife
     if manifest is None or manifest["metadata"]["name"] in existing:
         return []
     return [manifest]
+
+
+@dataclass(frozen=True)
+class OneJob:
+    """Where a single-Job step stands (the evaluation, the export): not made yet or running, failed, or done."""
+
+    state: Literal["running", "failed", "done"]
+    job: JobState | None = None
+    wanted: list[Manifest] = field(default_factory=list)
+
+
+def one_job(jobs: Mapping[str, JobState], name: str, build: Callable[[], Manifest]) -> OneJob:
+    """The step run by Job ``name``: wanted (``build()``) while it does not exist, then as the Job stands."""
+    job = jobs.get(name)
+    if job is None:
+        return OneJob("running", wanted=missing(build(), jobs))
+    if not job.finished:
+        return OneJob("running", job)
+    return OneJob("failed" if job.failed_terminal else "done", job)
 
 
 def job_failure(job: JobState) -> tuple[str, str]:

@@ -356,17 +356,11 @@ def finetune_evaluation(
     if not spec.evaluation.enabled:
         return FineTuneEvaluation("off")
     name = b.evaluate_job_name(owner)
-    job = children.jobs.get(name)
-    if job is None:
-        return FineTuneEvaluation(
-            "running", wanted=common.missing(b.build_evaluate_job(owner, spec, settings), children.jobs)
-        )
-    if not job.finished:
-        return FineTuneEvaluation("running", job)
-    if job.failed_terminal:
-        return FineTuneEvaluation("failed", job)
+    step = common.one_job(children.jobs, name, lambda: b.build_evaluate_job(owner, spec, settings))
+    if step.state != "done":
+        return FineTuneEvaluation(step.state, step.job, step.wanted)
     result = lenient(EvaluateResult, children.result(name))
-    return FineTuneEvaluation("done", job, report=finetune_evaluation_report(result), result=result)
+    return FineTuneEvaluation("done", step.job, report=finetune_evaluation_report(result), result=result)
 
 
 def finetune_evaluation_report(report: EvaluateResult) -> dict[str, Any]:
@@ -601,15 +595,9 @@ class FineTuneExport:
 def finetune_export(owner: b.Owner, spec: FineTuneJobSpec, children: Children, settings: Settings) -> FineTuneExport:
     """The export of a promoted model to spec.output.uri: its Job, and where the model landed once it is done."""
     name = b.export_job_name(owner)
-    job = children.jobs.get(name)
-    if job is None:
-        return FineTuneExport(
-            "running", wanted=common.missing(b.build_export_job(owner, spec, settings), children.jobs)
-        )
-    if not job.finished:
-        return FineTuneExport("running", job)
-    if job.failed_terminal:
-        return FineTuneExport("failed", job)
+    step = common.one_job(children.jobs, name, lambda: b.build_export_job(owner, spec, settings))
+    if step.state != "done":
+        return FineTuneExport(step.state, step.job, step.wanted)
     result = lenient(ExportResult, children.result(name))
     exported = {k: v for k, v in result.model_dump().items() if v is not None}
-    return FineTuneExport("done", job, exported={"uri": spec.output.uri, **exported})
+    return FineTuneExport("done", step.job, exported={"uri": spec.output.uri, **exported})
