@@ -241,6 +241,10 @@ def test_deleting_a_training_pod_saves_state_and_its_replacement_resumes(install
     log = kube.kubectl("logs", replacement[0]["metadata"]["name"], "-n", ns)
     steps = [int(n) for n in re.findall(r"(?m)^step (\d+)/\d+ ", log)]
     assert steps and steps[0] > 1, log[-3000:]  # it went on from the saved step, not from the start
+    # and the FineTuneJob says so: the phase resumed from the step before the first one its replacement logged
+    phase = kube.get_json("finetunejob", "preempted", "-n", ns)["status"]["phases"][0]
+    assert phase.get("resumedFromStep") == steps[0] - 1, phase
+    assert "resumedFromStep" not in kube.get_json("finetunejob", "steady", "-n", ns)["status"]["phases"][0]
     ws = installed["opts"].workspace
     models = {}
     for name in ("steady", "preempted"):

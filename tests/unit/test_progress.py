@@ -65,6 +65,8 @@ def test_a_field_gone_unknown_is_deleted_by_the_next_write() -> None:
         pytest.param("labrador_train_eta_seconds NaN\nlabrador_train_loss +Inf\n", progress.TRAIN, {},
                      id="nan-and-inf-dropped"),
         pytest.param("labrador_train_step 3.9\n", progress.TRAIN, {"step": 3}, id="integer-fields-truncated"),
+        pytest.param("labrador_train_resumed_from_step 12\n", progress.TRAIN, {"resumedFromStep": 12}, id="resumed"),
+        pytest.param("labrador_train_resumed_from_step NaN\n", progress.TRAIN, {}, id="not-resumed"),
         pytest.param("python_gc_objects_collected_total 10\nlabrador_train_epoch 1\n", progress.TRAIN,
                      {"epoch": 1.0}, id="unknown-families-ignored"),
         pytest.param("labrador_sdg_samples_generated 5\n", progress.TRAIN, {}, id="other-kinds-names-ignored"),

@@ -317,6 +317,8 @@ def test_sigterm_saves_state_and_resume_matches(
     assert proc.returncode == 0, log[-3000:]
     summary = json.loads(tlog.read_text())
     assert summary["status"] == "Succeeded" and len(tlog.read_bytes()) <= 4096
+    # the summary says where it resumed (the operator puts it on the phase's status)
+    assert summary["resumed_from_step"] == state[1] and summary["phases"][0]["resumed_from_step"] == state[1]
     diff = _max_diff(_weights(out), _weights(train_baseline))
     print(f"resume after SIGTERM: max |Δ weight| vs uninterrupted = {diff:.2e}")
     assert diff <= RESUME_TOL

@@ -419,6 +419,9 @@ class PhaseStatus(StatusModel):
     gpu_seconds: float | None = Field(default=None, ge=0, description="GPU-seconds used by the phase.")
     tokens: int | None = Field(default=None, ge=0, description="Tokens trained on in the phase.")
     dtype: str | None = Field(default=None, max_length=16, description="Precision the phase ran in (auto resolved).")
+    resumed_from_step: int | None = Field(
+        default=None, ge=0, description="The saved step the phase's last run resumed from (after a preemption/restart)."
+    )
 
 
 class Progress(StatusModel):
@@ -430,6 +433,9 @@ class Progress(StatusModel):
     learning_rate: float | None = Field(default=None, ge=0, description="Current learning rate.")
     tokens_per_second: float | None = Field(default=None, ge=0, description="Training tokens/s over all GPUs.")
     eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left in the job.")
+    resumed_from_step: int | None = Field(
+        default=None, ge=0, description="The saved step the running phase resumed from (absent: started afresh)."
+    )
     eta: str | None = Field(default=None, max_length=32, description="eta_seconds in human form.")
     updated: datetime | None = Field(default=None, description="When progress was last sampled.")
 

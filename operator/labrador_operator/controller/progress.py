@@ -30,6 +30,7 @@ TRAIN = {
     "labrador_train_learning_rate": "learningRate",
     "labrador_train_tokens_per_second": "tokensPerSecond",
     "labrador_train_eta_seconds": "etaSeconds",
+    "labrador_train_resumed_from_step": "resumedFromStep",
 }
 SDG = {
     "labrador_sdg_samples_generated": "samples",
@@ -38,7 +39,7 @@ SDG = {
     "labrador_sdg_eta_seconds": "etaSeconds",
     "labrador_sdg_work_fraction": "workFraction",  # → percent (not a status field itself)
 }
-INTEGER = {"step", "totalSteps", "etaSeconds", "samples", "targetSamples"}
+INTEGER = {"step", "totalSteps", "etaSeconds", "samples", "targetSamples", "resumedFromStep"}
 
 
 def fetch(ip: str, port: int, timeout: float = 2.0) -> str | None:

@@ -237,6 +237,7 @@ def finetune_train_result(raw: dict[str, Any]) -> dict[str, Any]:
         "dtype": r.dtype or None,
         "checkpoints": [c[:1024] for c in r.checkpoints[:100]] or None,
         "bestCheckpoint": r.best_checkpoint or None,
+        "resumedFromStep": r.resumed_from_step or None,
     }
     return {k: v for k, v in reported.items() if v is not None}
 

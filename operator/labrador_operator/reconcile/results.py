@@ -105,6 +105,7 @@ class TrainResult(_Result):
     dtype: str | None = Field(default=None, max_length=16)
     checkpoints: list[str] = []
     best_checkpoint: str | None = Field(default=None, max_length=1024)
+    resumed_from_step: int | None = Field(default=None, ge=0)
 
 
 class MeasurePair(_Result):

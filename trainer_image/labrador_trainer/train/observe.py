@@ -36,6 +36,7 @@ class Observer:
                 "learning_rate": "learning rate of the last step",
                 "tokens_per_second": "real (unpadded) tokens per second, all ranks",
                 "eta_seconds": "estimated seconds left in this phase",
+                "resumed_from_step": "the saved step this phase resumed from (NaN: started afresh)",
             }
             for k, doc in names.items():
                 name = f"labrador_train_{k}"
@@ -51,7 +52,7 @@ class Observer:
         self._bar = tqdm(total=total_steps, initial=done, desc=f"train[{name}]", dynamic_ncols=True)
         # no step of this phase yet: NaN (left out of status) rather than a 0 loss, 0 tokens/s or an ETA of 0s
         nan = math.nan
-        self._set(total_steps=total_steps, step=done)
+        self._set(total_steps=total_steps, step=done, resumed_from_step=done if done else nan)
         self._set(loss=nan, learning_rate=nan, tokens_per_second=nan, eta_seconds=nan)
 
     def step(self, *, step: int, total: int, epoch: int, loss: float, lr: float, tps: float, eta: float) -> None:

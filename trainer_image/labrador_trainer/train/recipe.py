@@ -67,6 +67,7 @@ class PhaseResult:
     data: dict[str, int] = field(default_factory=dict)
     tokens: int = 0  # real (unpadded) tokens of the steps run by this process invocation, all ranks
     train_s: float = 0.0  # seconds spent in those steps (checkpoint writes excluded)
+    resumed_from_step: int | None = None  # the saved step this invocation resumed the phase from
 
 
 @dataclass
@@ -345,7 +346,8 @@ class Recipe:
         self.save_hf(ckpt_dir / "final", final=True)
         if d.rank == 0:
             loss_curve_svg([x for _, x in self.obs.losses], ckpt_dir / "loss.svg", title=f"loss — {phase.name}")
-        return PhaseResult(phase.name, total, loss_val, str(ckpt_dir / "final"), ds.stats, tokens, round(train_s, 2))
+        return PhaseResult(phase.name, total, loss_val, str(ckpt_dir / "final"), ds.stats, tokens, round(train_s, 2),
+                           resumed_from_step=start or None)  # fmt: skip
 
 
 def export(src: Path, dest: Path) -> None:
@@ -368,8 +370,10 @@ def run_training(cfg: TrainConfig, *, metrics_port: int | None = None, handle_si
     if cfg.export_dir and recipe.d.rank == 0:
         export(Path(results[-1].checkpoint), Path(cfg.export_dir))
     trained = [r for r in results if r.final_loss is not None]
+    resumed = [r.resumed_from_step for r in results if r.resumed_from_step]
     return {
         "status": "Succeeded",
+        **({"resumed_from_step": resumed[-1]} if resumed else {}),
         "final_loss": trained[-1].final_loss if trained else None,
         "tokens": sum(r.tokens or 0 for r in results),
         "export_dir": cfg.export_dir,
@@ -385,6 +389,7 @@ def run_training(cfg: TrainConfig, *, metrics_port: int | None = None, handle_si
                 "checkpoint": r.checkpoint,
                 "tokens": r.tokens,
                 "train_s": r.train_s,
+                **({"resumed_from_step": r.resumed_from_step} if r.resumed_from_step else {}),
                 **r.data,
             }
             for r in results
