@@ -14,7 +14,7 @@ from typing import Any, Literal
 from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Gate, Phase, Reason
 from labrador_operator.builders import finetune as b
 from labrador_operator.reconcile import common
-from labrador_operator.reconcile.common import Conditions, Manifest, Outcome
+from labrador_operator.reconcile.common import Condition, Conditions, Manifest, Outcome
 from labrador_operator.reconcile.observe import Children, JobState, seconds_between
 from labrador_operator.reconcile.plan import Plan
 from labrador_operator.reconcile.results import EvaluateResult, ExportResult, MeasurePair, TrainResult, lenient
@@ -553,25 +553,11 @@ def finetune_evaluated(
     # Promoted first: the Succeeded Event carries the gate's verdict
     promoted = cond(ConditionType.PROMOTED, verdict.promoted, verdict.reason, verdict.message)
     ready = f"model at {model_out}"
-    wanted: list[Manifest] = []
     if spec.output.uri and verdict.promoted:
         export = finetune_export(owner, spec, children, settings)
-        if export.state == "running":
-            return Outcome(
-                Phase.EXPORTING,
-                [
-                    promoted,
-                    cond(ConditionType.RUNNING, True, Reason.EXPORTING, f"exporting the model to {spec.output.uri}"),
-                    cond(ConditionType.READY, False, Reason.EXPORTING, ""),
-                ],
-                {"outputs": outputs},
-                export.wanted,
-            )
-        if export.state == "failed":
-            assert export.job is not None
-            failed = common.failed_conditions(cond, *common.job_failure(export.job))
-            return Outcome(Phase.FAILED, [promoted, *failed], {"outputs": outputs,
-                           "completionTime": export.job.completion_time})  # fmt: skip
+        unfinished = finetune_export_outcome(spec, export, promoted, outputs, cond)
+        if unfinished is not None:
+            return unfinished
         outputs["exported"] = export.exported
         ready += f", exported to {export.exported.get('uri', spec.output.uri)}"
     elif spec.output.uri:
@@ -581,8 +567,23 @@ def finetune_evaluated(
         Phase.SUCCEEDED,
         [promoted, *common.succeeded_conditions(cond, ready)],
         {"outputs": outputs, **common.done_progress(status), **({"completionTime": done} if done else {})},
-        wanted,
     )
+
+
+def finetune_export_outcome(
+    spec: FineTuneJobSpec, export: FineTuneExport, promoted: Condition, outputs: dict[str, Any], cond: Conditions
+) -> Outcome | None:
+    """Exporting while the export Job runs, Failed with its reason when it failed; None once it is done."""
+    if export.state == "running":
+        running = cond(ConditionType.RUNNING, True, Reason.EXPORTING, f"exporting the model to {spec.output.uri}")
+        not_ready = cond(ConditionType.READY, False, Reason.EXPORTING, "")
+        return Outcome(Phase.EXPORTING, [promoted, running, not_ready], {"outputs": outputs}, export.wanted)
+    if export.state == "failed":
+        assert export.job is not None
+        failed = common.failed_conditions(cond, *common.job_failure(export.job))
+        fields = {"outputs": outputs, "completionTime": export.job.completion_time}
+        return Outcome(Phase.FAILED, [promoted, *failed], fields)
+    return None
 
 
 @dataclass(frozen=True)
