@@ -48,6 +48,12 @@ def run(
     """Run the operator until ``stop_flag`` is set (or a signal, in the main thread)."""
     rt = runtime if runtime is not None else Runtime(config)
     kwargs: dict[str, Any] = {"ready_flag": ready_flag, "stop_flag": stop_flag}
+    # the peering mode from the start (kopf lays out its watch streams by it before any startup handler runs);
+    # handlers/startup.py's configure sets the rest (lifetime, mandatory)
+    if config.peering is None:
+        kwargs["standalone"] = True
+    else:
+        kwargs |= {"standalone": False, "peering_name": config.peering.name, "priority": config.peering.priority}
     asyncio.run(
         kopf.operator(
             registry=registry_for(rt),

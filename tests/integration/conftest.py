@@ -280,14 +280,17 @@ def operator(installed: Kube, operator_kubeconfig: Path) -> Iterator[InProcessOp
                 "spec": {"source": {"configMap": {"name": "probe", "items": [item]}}},
             }  # fmt: skip
             installed.apply(probe, ns)
-            wait_for(
-                lambda: (
-                    op.runtime.cache.children((ns, "taxonomy", "probe")).jobs
-                    and installed.get("taxonomy", "probe", ns).get("status", {}).get("phase")
-                ),
-                timeout=90,
-                what="the operator's first reconcile (sync Job cached, status written)",
-            )
+            try:
+                wait_for(
+                    lambda: (
+                        op.runtime.cache.children((ns, "taxonomy", "probe")).jobs
+                        and installed.get("taxonomy", "probe", ns).get("status", {}).get("phase")
+                    ),
+                    timeout=180,
+                    what="the operator's first reconcile (sync Job cached, status written)",
+                )
+            except AssertionError as e:
+                raise AssertionError(f"{e}; cache {op.runtime.cache.sizes()}; errors {op.errors}") from None
         yield op
     assert op.exception is None, op.exception
     assert not [e for e in op.errors if "Traceback" in e], "\n".join(op.errors)

@@ -457,7 +457,7 @@ def test_the_quality_gate_promotes_and_exports_a_good_model_and_not_a_forgetful_
     # the column a user sees
     table = installed.kubectl("get", "ftj", "good", "forgetful", "-n", namespace).stdout.splitlines()
     start = table[0].index("PROMOTED")  # columns are aligned; some cells are empty
-    end = table[0].index("AGE")
+    end = table[0].rindex(" AGE") + 1  # not the AGE of STAGE
     promoted = {line.split()[0]: line[start:end].strip() for line in table[1:]}
     assert promoted == {"good": "True", "forgetful": "False"}, table
     # the Succeeded Event says the verdict

@@ -47,18 +47,18 @@ def _child(rt: Runtime, kind: str, event: dict[str, Any], body: kopf.Body) -> No
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    @kopf.on.event("batch", "v1", "jobs", labels=OURS, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", labels=OURS, id="on_job", registry=registry)
     async def on_job(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         _child(rt, "Job", event, body)
 
-    @kopf.on.event("", "v1", "pods", labels=OURS, registry=registry)
+    @kopf.on.event("", "v1", "pods", labels=OURS, id="on_pod", registry=registry)
     async def on_pod(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         _child(rt, "Pod", event, body)
 
-    @kopf.on.event("", "v1", "configmaps", labels=OURS, registry=registry)
+    @kopf.on.event("", "v1", "configmaps", labels=OURS, id="on_config_map", registry=registry)
     async def on_config_map(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         rt.cache.observe_child("ConfigMap", event.get("type"), dict(body))
 
-    @kopf.on.event("", "v1", "services", labels=OURS, registry=registry)
+    @kopf.on.event("", "v1", "services", labels=OURS, id="on_service", registry=registry)
     async def on_service(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         rt.cache.observe_child("Service", event.get("type"), dict(body))

@@ -16,6 +16,6 @@ from labrador_operator.handlers.children import observe_parent
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="on_finetunejob", registry=registry)
     async def on_finetunejob(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         observe_parent(rt, PLURAL, event, body)

@@ -39,7 +39,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Startup (in this order: kopf runs them as registered), cleanup and login handlers."""
     config = rt.config
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = f"{API_GROUP}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
@@ -69,29 +69,29 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             settings.admission.server = server
             settings.admission.managed = API_GROUP
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="load_cache", registry=registry)
     def load_cache(logger: logging.Logger, **_: Any) -> None:
         """One LIST per kind fills the cache before kopf starts watching (it runs startup handlers first)."""
         loaded = rt.client.load_cache(rt.cache, config.namespaces)
         logger.info(f"cache loaded: {loaded} objects {rt.cache.sizes()}")
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="start_sampler", registry=registry)
     def start_sampler(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
         sampler = Sampler(rt, settings)
         sampler.start()
         memo["labrador_sampler"] = sampler
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="stop_sampler", registry=registry)
     def stop_sampler(memo: kopf.Memo, **_: Any) -> None:
         sampler = memo.get("labrador_sampler")
         if sampler is not None:
             sampler.close()
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="stop_reconciles", registry=registry)
     def stop_reconciles(**_: Any) -> None:
         rt.shutdown()
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """In-cluster service account first, then $KUBECONFIG (read at login time, not at import time)."""
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)

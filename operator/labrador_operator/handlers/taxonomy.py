@@ -18,7 +18,7 @@ from labrador_operator.handlers.children import observe_parent
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="on_taxonomy", registry=registry)
     async def on_taxonomy(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         context = observe_parent(rt, PLURAL, event, body)
         sdg.taxonomy_changed(rt, namespace, name, context)
