@@ -32,7 +32,7 @@ def test_demo_runs_the_pipeline_in_containers(real_cluster: Any, monkeypatch: py
     monkeypatch.setenv("KUBECONFIG", str(real_cluster.kubeconfig))
     opts = demo.Options(
         dir=real_cluster.dir, cluster="current", registry=real_cluster.registry, samples_per_seed_example=1,
-        max_samples=16, max_questions=5, timeout=BUDGET_SECONDS, out=out,
+        max_samples=32, max_questions=5, timeout=BUDGET_SECONDS, out=out,
     )  # fmt: skip
     try:
         summary = demo.up(opts)

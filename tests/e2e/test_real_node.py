@@ -176,7 +176,7 @@ def _demo_data(installed: dict[str, Any]) -> None:
     kube = installed["kube"]
     sdg = kube.run("kubectl", "get", "syntheticdatajob", "demo-data", "-n", demo.NAMESPACE, "-o", "json", check=False)
     if (json.loads(sdg or "{}").get("status") or {}).get("phase") != "Succeeded":
-        demo.up(demo.Options(dir=installed["opts"].dir, samples_per_seed_example=1, max_samples=16, max_questions=5,
+        demo.up(demo.Options(dir=installed["opts"].dir, samples_per_seed_example=1, max_samples=32, max_questions=5,
                              out=io.StringIO()))  # fmt: skip
 
 
