@@ -23,6 +23,8 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 FINALIZER = f"{API_GROUP}/finalizer"
 ANNOTATION_PREFIX = API_GROUP
 ANNOTATION_OWNER = f"{API_GROUP}/owner-name"
+#: on a serving Deployment: the hash of the spec it was built from (a changed spec.serve patches it)
+ANNOTATION_SERVE_HASH = f"{API_GROUP}/serve-spec-hash"
 
 # Resource names.
 WORKSPACE_MOUNT = "/workspace"

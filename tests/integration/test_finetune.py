@@ -426,6 +426,7 @@ def _gated(name: str, forgetting: float) -> dict[str, Any]:
         "gate": {"minHeldOutLossImprovement": 0.1, "minMcqAccuracyGain": 0.1, "maxForgetting": 0.1},
     }
     obj["spec"]["output"] = {"uri": f"s3://models/team/{name}", "secretRef": {"name": "s3-push"}}
+    obj["spec"]["serve"] = {"servedModelName": f"{name}-tuned", "resources": {"cpu": "1", "memory": "1Gi"}}
     return obj
 
 
@@ -457,10 +458,57 @@ def test_the_quality_gate_promotes_and_exports_a_good_model_and_not_a_forgetful_
     # the column a user sees
     table = installed.kubectl("get", "ftj", "good", "forgetful", "-n", namespace).stdout.splitlines()
     start = table[0].index("PROMOTED")  # columns are aligned; some cells are empty
-    end = table[0].rindex(" AGE") + 1  # not the AGE of STAGE
+    end = table[0].index(" ENDPOINT") + 1
     promoted = {line.split()[0]: line[start:end].strip() for line in table[1:]}
     assert promoted == {"good": "True", "forgetful": "False"}, table
     # the Succeeded Event says the verdict
     events = installed.kubectl("get", "events", "-n", namespace, "--field-selector",
                                "involvedObject.name=forgetful,reason=Succeeded", "-o", "json").stdout  # fmt: skip
     assert "not promoted" in events
+    _the_promoted_model_is_served(installed, namespace)
+
+
+def _deployments(kube: Kube, ns: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in _list(kube, "deployments", ns)}
+
+
+def _the_promoted_model_is_served(kube: Kube, ns: str) -> None:
+    """spec.serve on both: only the promoted one gets its server (Deployment + Service, owned by it; its pod runs
+    on kwok), Serving says so with the endpoint (a column too); a change of spec.serve patches the server, removing
+    spec.serve removes it, and deleting the job removes what it serves (the garbage collector)."""
+    wait_for(lambda: _conds(_status(kube, ns, "good")).get("Serving", ("", ""))[0] == "True", timeout=90,
+             what="good: Serving True")  # fmt: skip
+    good, bad = _status(kube, ns, "good"), _status(kube, ns, "forgetful")
+    assert good["outputs"]["serving"] == {"url": f"http://good-serve.{ns}.svc:8000", "model": "good-tuned",
+                                          "readyReplicas": 1}  # fmt: skip
+    assert _conds(good)["Serving"] == ("True", "ServerReady") and good["phase"] == "Succeeded"
+    assert _conds(bad)["Serving"] == ("False", "NotPromoted") and "serving" not in bad["outputs"]
+    deployments = _deployments(kube, ns)
+    assert "good-serve" in deployments and "forgetful-serve" not in deployments
+    owner = deployments["good-serve"]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner.get("controller")) == ("FineTuneJob", "good", True)
+    main = deployments["good-serve"]["spec"]["template"]["spec"]["containers"][0]
+    assert main["command"][:4] == ["labrador-trainer", "serve", "--model", "/workspace/models/" + ns + "/good"]
+    services = {s["metadata"]["name"]: s for s in _list(kube, "services", ns)}
+    assert "good-serve" in services and "forgetful-serve" not in services
+    assert services["good-serve"]["metadata"]["ownerReferences"][0]["name"] == "good"
+    table = kube.kubectl("get", "ftj", "good", "-n", ns).stdout.splitlines()
+    assert f"http://good-serve.{ns}.svc:8000" in table[1], table
+    # scaled through the spec: the operator patches the Deployment
+    kube.kubectl("patch", "ftj", "good", "-n", ns, "--type=merge", "-p", '{"spec": {"serve": {"replicas": 2}}}')
+    wait_for(lambda: _deployments(kube, ns)["good-serve"]["spec"]["replicas"] == 2, timeout=60,
+             what="the Deployment scaled to 2")  # fmt: skip
+    wait_for(lambda: (_status(kube, ns, "good").get("outputs") or {}).get("serving", {}).get("readyReplicas") == 2,
+             timeout=60, what="status: 2 ready replicas")  # fmt: skip
+    # spec.serve removed: server, Service and the status about them go; the job stays Succeeded and promoted
+    kube.kubectl("patch", "ftj", "good", "-n", ns, "--type=json", "-p", '[{"op": "remove", "path": "/spec/serve"}]')
+    wait_for(lambda: "good-serve" not in _deployments(kube, ns), timeout=60, what="the Deployment deleted")
+    wait_for(lambda: "Serving" not in _conds(_status(kube, ns, "good")), timeout=60, what="Serving dropped")
+    assert "good-serve" not in {s["metadata"]["name"] for s in _list(kube, "services", ns)}
+    done = _status(kube, ns, "good")
+    assert done["phase"] == "Succeeded" and _conds(done)["Promoted"][0] == "True" and "serving" not in done["outputs"]
+    # served again, then the job deleted: the garbage collector removes the server with it
+    kube.kubectl("patch", "ftj", "good", "-n", ns, "--type=merge", "-p", '{"spec": {"serve": {}}}')
+    wait_for(lambda: "good-serve" in _deployments(kube, ns), timeout=60, what="the Deployment made again")
+    kube.kubectl("delete", "ftj", "good", "-n", ns, "--timeout=60s")
+    wait_for(lambda: "good-serve" not in _deployments(kube, ns), timeout=90, what="the Deployment collected")

@@ -77,7 +77,7 @@ def test_children_are_grouped_by_parent_and_forgotten_when_deleted() -> None:
         c.observe_child(kind, "DELETED", child(kind, name, "x"))
     assert c.children(("a", "finetunejob", "x")) == c.children(("a", "finetunejob", "nobody"))
     assert c.sizes() == {"finetunejobs": 0, "syntheticdatajobs": 0, "taxonomies": 0, "jobs": 1, "pods": 0,
-                         "configmaps": 0, "services": 0}  # fmt: skip
+                         "configmaps": 0, "services": 0, "deployments": 0}  # fmt: skip
     assert c.observe_child("Job", None, {"metadata": {"name": "foreign", "labels": {}}}) is None
 
 
@@ -99,7 +99,7 @@ def test_load_lists_each_kind_once_and_filters_namespaces() -> None:
     c.observe_parent("finetunejobs", None, parent("stale", "team-a"))
     assert c.load(_lister(objects, calls), ["team-*"]) == 2
     assert [w for w, _ in calls] == ["finetunejobs", "syntheticdatajobs", "taxonomies", "Job", "Pod", "ConfigMap",
-                                     "Service"]  # fmt: skip
+                                     "Service", "Deployment"]  # fmt: skip
     assert dict(calls)["Job"] == MANAGED and dict(calls)["finetunejobs"] == ""
     assert [p["metadata"]["name"] for p in c.parents("finetunejobs")] == ["x"]  # stale one replaced
     assert set(c.children(("team-a", "finetunejob", "x")).jobs) == {"x-only"}

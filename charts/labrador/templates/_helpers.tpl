@@ -58,13 +58,20 @@ app.kubernetes.io/component: operator
   resources: ["taxonomies/finalizers", "syntheticdatajobs/finalizers", "finetunejobs/finalizers"]
   verbs: ["update"]
 # Children: created (a 409 means it exists), listed and watched (the cache), Jobs patched (suspend); the garbage
-# collector deletes them with their parent, so no delete.
+# collector deletes them with their parent. The one exception: a serving Deployment and its Service (spec.serve of a
+# FineTuneJob) are patched when spec.serve changes and deleted when it is removed.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
-  resources: ["services", "configmaps"]
+  resources: ["configmaps"]
   verbs: ["list", "watch", "create"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "watch", "create", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]

@@ -19,6 +19,7 @@ from labrador_operator.api.common import (
     EndpointSource,
     LocalObjectReference,
     ModelSource,
+    Quantity,
     RunPolicy,
     ShortString,
     StatusModel,
@@ -28,6 +29,7 @@ from labrador_operator.api.common import (
     object_field,
     validations,
 )
+from labrador_operator.api.sdg import VllmSettings
 
 KIND = "FineTuneJob"
 PLURAL = "finetunejobs"
@@ -51,6 +53,7 @@ class ConditionType(StrEnum):
     SUSPENDED = "Suspended"
     READY = "Ready"  # the tuned model is available
     PROMOTED = "Promoted"  # the evaluation passed spec.evaluation.gate: the model may be exported and served
+    SERVING = "Serving"  # spec.serve: the promoted model's OpenAI-compatible server answers
     FAILED = "Failed"
 
 
@@ -71,6 +74,11 @@ class Reason(StrEnum):
     GATE_PASSED = "GatePassed"
     GATE_FAILED = "GateFailed"
     NO_GATE = "NoGate"
+    SERVER_READY = "ServerReady"
+    SERVER_STARTING = "ServerStarting"
+    SERVER_STOPPED = "ServerStopped"  # spec.serve.replicas 0
+    SERVER_FAILED = "ServerFailed"  # the Deployment's progress deadline passed
+    NOT_PROMOTED = "NotPromoted"  # spec.serve, but the gate rejected the model: never served
 
 
 Dataset = Literal["knowledge", "skills"]
@@ -378,6 +386,38 @@ class Output(ApiModel):
     )
 
 
+class ServeResources(BaseResources):
+    """Resources and placement of each serving pod (vLLM, the whole model in memory)."""
+
+    cpu: Quantity = Field(default="2", description="CPU request and limit of each serving pod.")
+    memory: Quantity = Field(default="8Gi", description="Memory request and limit of each serving pod.")
+    gpus: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu of each serving pod (0: vLLM on CPU).")
+
+
+class Serve(ApiModel):
+    """Serving of the tuned model once the job has succeeded and the model is promoted: vLLM's OpenAI-compatible
+    server (``/v1/chat/completions``, ``/v1/models``) as a Deployment and a Service ``<name>-serve`` on port 8000, in
+    the workload image. A model the quality gate rejects is never served. Removing spec.serve removes the server."""
+
+    replicas: int = Field(default=1, ge=0, le=16, description="Server pods (0 stops serving, keeps the Service).")
+    served_model_name: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$",
+        description="The model name clients send in requests (default: the FineTuneJob's name).",
+    )
+    compare_base: bool = Field(
+        default=False,
+        description="Also serve the base model (``<name>-serve-base``, model name ``<served name>-base``) for "
+        "side-by-side answers, e.g. ``labrador-trainer chat --compare``.",
+    )
+    vllm: VllmSettings | None = Field(
+        default=None,
+        description="How vLLM serves the model (context length, memory share, dtype, eager); as for an SDG teacher.",
+    )
+    resources: ServeResources = object_field(ServeResources, "Resources of each serving pod.")
+
+
 class FineTuneJobSpec(ApiModel):
     """What to train, on what, how, and where the result goes."""
 
@@ -397,6 +437,9 @@ class FineTuneJobSpec(ApiModel):
     resources: TrainingResources = object_field(TrainingResources, "Nodes, GPUs and placement of each phase.")
     evaluation: Evaluation = object_field(Evaluation, "Evaluation of base vs tuned.")
     output: Output = object_field(Output, "Where the final model goes.")
+    serve: Serve | None = Field(
+        default=None, description="Serve the promoted model (an OpenAI-compatible vLLM server); absent: not served."
+    )
     run_policy: RunPolicy = object_field(RunPolicy, "Retries, deadlines, cleanup, suspension and queueing.")
     workspace: Workspace = object_field(Workspace, "Volume for data, checkpoints and the model.")
 
@@ -469,10 +512,21 @@ class Exported(StatusModel):
     bytes: int | None = Field(default=None, ge=0, description="Bytes exported.")
 
 
+class Serving(StatusModel):
+    url: str | None = Field(default=None, max_length=1024, description="The server's in-cluster URL (API under /v1).")
+    model: str | None = Field(default=None, max_length=128, description="The model name to send in requests.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Server pods ready.")
+    base_url: str | None = Field(
+        default=None, max_length=1024, description="The base model's server (spec.serve.compareBase)."
+    )
+    base_model: str | None = Field(default=None, max_length=128, description="The base model's name there.")
+
+
 class Outputs(StatusModel):
     model: str | None = Field(default=None, max_length=1024, description="Final model directory (workspace path).")
     evaluation: EvaluationSummary | None = Field(default=None, description="Evaluation results.")
     exported: Exported | None = Field(default=None, description="The exported model (spec.output.uri).")
+    serving: Serving | None = Field(default=None, description="Where the promoted model is served (spec.serve).")
 
 
 class FineTuneJobStatus(StatusModel):
@@ -492,7 +546,7 @@ class FineTuneJobStatus(StatusModel):
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=16,
-        description="DataReady, Running, Suspended, Ready, Promoted, Failed.",
+        description="DataReady, Running, Suspended, Ready, Promoted, Serving, Failed.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
@@ -523,5 +577,7 @@ PRINTER_COLUMNS = [
     {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Promoted", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Promoted")].status'},
+    {"name": "Serving", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Serving")].status', "priority": 1},
+    {"name": "Endpoint", "type": "string", "jsonPath": ".status.outputs.serving.url"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -25,14 +25,23 @@ from typing import Any
 
 from labrador_operator import metrics
 from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_MANAGED_BY, MANAGED_BY
-from labrador_operator.reconcile.observe import Children, JobState, PodState, job_state, parent_key, pod_state
+from labrador_operator.reconcile.observe import (
+    Children,
+    DeploymentState,
+    JobState,
+    PodState,
+    deployment_state,
+    job_state,
+    parent_key,
+    pod_state,
+)
 
 Key = tuple[str, str, str]
 PARENTS = ("finetunejobs", "syntheticdatajobs", "taxonomies")
 PARENT_KINDS = {"finetunejobs": "FineTuneJob", "syntheticdatajobs": "SyntheticDataJob", "taxonomies": "Taxonomy"}
 #: a child's parent key names the kind as its label does ("finetunejob"): the plural the work queue keys on
 PLURAL_OF_LABEL = {kind.lower(): plural for plural, kind in PARENT_KINDS.items()}
-CHILD_KINDS = ("Job", "Pod", "ConfigMap", "Service")
+CHILD_KINDS = ("Job", "Pod", "ConfigMap", "Service", "Deployment")
 MANAGED = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 #: metadata a reconcile and its Events need; not managedFields or kubectl's last-applied copy of the spec
 #: objects per LIST page, in the cache's LIST and in kopf's initial listing: each page is decoded whole, and a page
@@ -90,6 +99,7 @@ class Cache:
         self._pods: dict[Key, dict[str, PodState]] = {}
         self._config_maps: dict[Key, set[str]] = {}
         self._services: dict[Key, set[str]] = {}
+        self._deployments: dict[Key, dict[str, DeploymentState]] = {}
         #: entries the last resync's LIST did not have (forgotten if the next one lacks them too)
         self._suspects: set[tuple[str, Any, str]] = set()
 
@@ -141,6 +151,8 @@ class Cache:
                 self._put(self._jobs, key, name, None if deleted else job_state(body))
             elif kind == "Pod":
                 self._put(self._pods, key, name, None if deleted else pod_state(body))
+            elif kind == "Deployment":
+                self._put(self._deployments, key, name, None if deleted else deployment_state(body))
             else:
                 names = (self._config_maps if kind == "ConfigMap" else self._services).setdefault(key, set())
                 (names.discard if deleted else names.add)(name)
@@ -167,6 +179,7 @@ class Cache:
                 pods=dict(self._pods.get(key, {})),
                 config_maps=set(self._config_maps.get(key, ())),
                 services=set(self._services.get(key, ())),
+                deployments=dict(self._deployments.get(key, {})),
             )
         return kids.owned_by(owner_uid) if owner_uid is not None else kids
 
@@ -187,6 +200,7 @@ class Cache:
             if not prune_only:
                 self._parents, self._jobs, self._pods = fresh._parents, fresh._jobs, fresh._pods
                 self._config_maps, self._services = fresh._config_maps, fresh._services
+                self._deployments = fresh._deployments
                 return count
             self._forget(self._entries() - fresh._entries())
         return count
@@ -209,7 +223,13 @@ class Cache:
         return fresh, count
 
     def _children_stores(self) -> dict[str, dict[Key, Any]]:
-        return {"jobs": self._jobs, "pods": self._pods, "configmaps": self._config_maps, "services": self._services}
+        return {
+            "jobs": self._jobs,
+            "pods": self._pods,
+            "configmaps": self._config_maps,
+            "services": self._services,
+            "deployments": self._deployments,
+        }
 
     def _entries(self) -> set[tuple[str, Any, str]]:
         """Every entry as (store, key, name): parents as ("parent:<plural>", (ns, name), "")."""
@@ -265,6 +285,7 @@ class Cache:
             out["pods"] = sum(len(v) for v in self._pods.values())
             out["configmaps"] = sum(len(v) for v in self._config_maps.values())
             out["services"] = sum(len(v) for v in self._services.values())
+            out["deployments"] = sum(len(v) for v in self._deployments.values())
             return out
 
 

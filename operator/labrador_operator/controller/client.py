@@ -33,6 +33,7 @@ LISTS = {
     "Pod": ("v1", "pods"),
     "ConfigMap": ("v1", "configmaps"),
     "Service": ("v1", "services"),
+    "Deployment": ("apps/v1", "deployments"),
 }
 
 
@@ -96,6 +97,9 @@ class Client:
                 _done(core.create_namespaced_config_map(ns, manifest, _preload_content=False))
             elif kind == "Service":
                 _done(kubernetes.client.CoreV1Api(api).create_namespaced_service(ns, manifest, _preload_content=False))
+            elif kind == "Deployment":
+                apps = kubernetes.client.AppsV1Api(api)
+                _done(apps.create_namespaced_deployment(ns, manifest, _preload_content=False))
             else:
                 raise ValueError(f"unsupported child kind {kind}")
         except ApiException as e:
@@ -110,15 +114,36 @@ class Client:
         return True
 
     def patch_child(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Patch a child Job; one deleted meanwhile (404) is no error."""
-        if kind != "Job":
-            raise ValueError(f"unsupported child kind {kind}")
-        batch = kubernetes.client.BatchV1Api(self.api())
+        """Merge-patch a child Job or Deployment; one deleted meanwhile (404) is no error."""
         try:
-            _done(batch.patch_namespaced_job(name, namespace, patch, _preload_content=False))
+            if kind == "Job":
+                batch = kubernetes.client.BatchV1Api(self.api())
+                _done(batch.patch_namespaced_job(name, namespace, patch, _preload_content=False))
+            elif kind == "Deployment":
+                apps = kubernetes.client.AppsV1Api(self.api())
+                _done(apps.patch_namespaced_deployment(name, namespace, patch, _preload_content=False))
+            else:
+                raise ValueError(f"unsupported child kind {kind}")
         except ApiException as e:
             if e.status != 404:
                 raise
+
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child Deployment or Service (its dependants in the background); one already gone is no error."""
+        body = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            if kind == "Deployment":
+                apps = kubernetes.client.AppsV1Api(self.api())
+                _done(apps.delete_namespaced_deployment(name, namespace, body=body, _preload_content=False))
+            elif kind == "Service":
+                core = kubernetes.client.CoreV1Api(self.api())
+                _done(core.delete_namespaced_service(name, namespace, body=body, _preload_content=False))
+            else:
+                raise ValueError(f"unsupported child kind {kind}")
+        except ApiException as e:
+            if e.status != 404:
+                raise
+        self._recent.pop((kind, namespace, name), None)
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch a Labrador resource's status; one deleted meanwhile (404) is no error."""

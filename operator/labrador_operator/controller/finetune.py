@@ -46,6 +46,12 @@ def on_child(rt: Runtime, key: Key, context: contextvars.Context | None = None) 
     rt.enqueue_unless(PLURAL, key[0], key[2], TERMINAL, context)
 
 
+def on_serving_child(rt: Runtime, key: Key, context: contextvars.Context | None = None) -> None:
+    """A serving Deployment, Service or pod changed: reconcile its FineTuneJob, succeeded ones too (serving goes on
+    after the job has finished), unless it failed."""
+    rt.enqueue_unless(PLURAL, key[0], key[2], {Phase.FAILED.value}, context)
+
+
 def data_source_changed(
     rt: Runtime, namespace: str, name: str, phase: str | None, context: contextvars.Context | None = None
 ) -> None:

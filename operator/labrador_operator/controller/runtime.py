@@ -248,6 +248,9 @@ class Runtime:
                 log.info("%s %s/%s: created %s %s", kind, ns, name, manifest["kind"], child)
         for child_kind, child, patch in plan.patch:
             self.client.patch_child(child_kind, ns, child, patch)
+        for child_kind, child in plan.delete:
+            self.client.delete_child(child_kind, ns, child)
+            log.info("%s %s/%s: deleted %s %s", kind, ns, name, child_kind, child)
         current = self.current_status(plural, body)
         diff = status_diff(current, plan.status)
         if diff:

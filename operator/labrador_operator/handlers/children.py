@@ -1,5 +1,6 @@
-"""Watch events of the children (Jobs, Pods, ConfigMaps, Services labelled as Labrador's): update the cache, then
-name the parent a Job or Pod belongs to for a reconcile. Also the shared step of the parent kinds' watch handlers.
+"""Watch events of the children (Jobs, Pods, ConfigMaps, Services, Deployments labelled as Labrador's): update the
+cache, then name the parent a Job or Pod belongs to for a reconcile; a serving child (Deployment, its Service and pods)
+names its FineTuneJob even after the job succeeded. Also the shared step of the parent kinds' watch handlers.
 
 async: kopf frees each event's body as soon as the handler returns; the cache is updated and the work named at
 once, and the reconciles (API writes) run in the runtime's work queue threads."""
@@ -12,10 +13,11 @@ from typing import Any
 
 import kopf
 
-from labrador_operator.constants import LABEL_MANAGED_BY, MANAGED_BY
+from labrador_operator.constants import LABEL_MANAGED_BY, LABEL_PHASE, MANAGED_BY
 from labrador_operator.controller import finetune, sdg, taxonomy
 from labrador_operator.controller.cache import Key
 from labrador_operator.controller.runtime import Runtime
+from labrador_operator.reconcile.observe import SERVE_ROLES
 
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 #: parent kind (the children's labrador.dev/kind label) -> what a change of its Job or Pod triggers
@@ -40,9 +42,17 @@ def observe_parent(rt: Runtime, plural: str, event: dict[str, Any], body: kopf.B
     return context
 
 
+def _serving(body: kopf.Body) -> bool:
+    return (body.metadata.labels or {}).get(LABEL_PHASE) in SERVE_ROLES
+
+
 def _child(rt: Runtime, kind: str, event: dict[str, Any], body: kopf.Body) -> None:
     key = rt.cache.observe_child(kind, event.get("type"), dict(body))
-    if key is not None and key[1] in PARENT:
+    if key is None:
+        return
+    if key[1] == "finetunejob" and _serving(body):
+        finetune.on_serving_child(rt, key, contextvars.copy_context())
+    elif key[1] in PARENT and kind in ("Job", "Pod"):
         PARENT[key[1]](rt, key, contextvars.copy_context())
 
 
@@ -61,4 +71,8 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
     @kopf.on.event("", "v1", "services", labels=OURS, id="on_service", registry=registry)
     async def on_service(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-        rt.cache.observe_child("Service", event.get("type"), dict(body))
+        _child(rt, "Service", event, body)
+
+    @kopf.on.event("apps", "v1", "deployments", labels=OURS, id="on_deployment", registry=registry)
+    async def on_deployment(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+        _child(rt, "Deployment", event, body)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Gate, Phase, Reason
 from labrador_operator.builders import finetune as b
 from labrador_operator.reconcile import common
+from labrador_operator.reconcile import serving as srv
 from labrador_operator.reconcile.common import Condition, Conditions, Manifest, Outcome
 from labrador_operator.reconcile.observe import Children, JobState, seconds_between
 from labrador_operator.reconcile.plan import Plan
@@ -82,7 +83,8 @@ def plan(
 ) -> Plan:
     status = status or {}
     if common.finished(status, generation):
-        return Plan()  # terminal: children may be gone (ttlSecondsAfterFinished); never start over
+        # terminal: children may be gone (ttlSecondsAfterFinished); never start over — only serving goes on
+        return finetune_served(owner, spec, generation, status, children, settings)
     cond = Conditions(generation, status.get("conditions"))
     blocked = finetune_data_gate(dep, cond)
     if blocked is not None:
@@ -562,11 +564,43 @@ def finetune_evaluated(
         ready += f", exported to {export.exported.get('uri', spec.output.uri)}"
     elif spec.output.uri:
         ready += f"; not exported to {spec.output.uri}: not promoted"
+    served = srv.serving(owner, spec, children, promoted=verdict.promoted, cond=cond, settings=settings)
+    if served.outputs is not None:
+        outputs["serving"] = served.outputs
     done = common.last_completion(children.jobs.values())
+    serving_condition = [served.condition] if served.condition is not None else []
     return Outcome(
         Phase.SUCCEEDED,
-        [promoted, *common.succeeded_conditions(cond, ready)],
+        [promoted, *serving_condition, *common.succeeded_conditions(cond, ready + served.ready_message)],
         {"outputs": outputs, **common.done_progress(status), **({"completionTime": done} if done else {})},
+        served.create,
+    )
+
+
+def finetune_served(
+    owner: b.Owner,
+    spec: FineTuneJobSpec,
+    generation: int | None,
+    status: dict[str, Any],
+    children: Children,
+    settings: Settings,
+) -> Plan:
+    """A finished job: nothing for a failed one; for a succeeded one, its serving (spec.serve, reconcile/serving.py)
+    as the spec now asks — the Promoted condition decides whether the model may be served."""
+    if status.get("phase") != Phase.SUCCEEDED:
+        return Plan()
+    conditions = status.get("conditions") or []
+    promoted = any(c.get("type") == ConditionType.PROMOTED and c.get("status") == "True" for c in conditions)
+    cond = Conditions(generation, conditions)
+    served = srv.serving(owner, spec, children, promoted=promoted, cond=cond, settings=settings)
+    reported = any(c.get("type") == ConditionType.SERVING for c in conditions)
+    if spec.serve is None and not reported:
+        return Plan(delete=served.delete)  # never served, or cleaned up already: the status stays as it is
+    return Plan(
+        create=served.create,
+        patch=served.patch,
+        delete=served.delete,
+        status=srv.terminal_status(status, generation, served),
     )
 
 

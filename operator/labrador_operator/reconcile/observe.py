@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from labrador_operator.constants import ANNOTATION_OWNER, LABEL_KIND, LABEL_NAME, LABEL_PHASE
+from labrador_operator.constants import ANNOTATION_OWNER, ANNOTATION_SERVE_HASH, LABEL_KIND, LABEL_NAME, LABEL_PHASE
 
 MAX_TERMINATION_MESSAGE = 4096
 
@@ -59,8 +59,31 @@ class PodState:
     #: CrashLoopBackOff, OOMKilled, ...), with their message; "" when nothing is wrong
     problem: str = ""
     problem_message: str = ""
-    #: uid of the Job that owns the pod
+    #: uid of the Job that owns the pod (of the ReplicaSet, for a serving pod)
     owner_uid: str = ""
+    #: the pod's labrador.dev/phase label: its Job's role, or "serve"/"serve-base" for the serving Deployments' pods
+    role: str = ""
+
+
+#: the roles of the serving Deployments and their pods
+SERVE_ROLES = ("serve", "serve-base")
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentState:
+    """A serving Deployment as its controller reports it."""
+
+    name: str
+    role: str
+    replicas: int
+    ready: int = 0
+    #: the Deployment controller has seen the latest spec (status.observedGeneration == metadata.generation)
+    current: bool = True
+    #: Progressing=False ProgressDeadlineExceeded: its pods did not become ready in time
+    stalled: str = ""
+    owner_uid: str = ""
+    #: the hash of the spec it was built from (reconcile/serving.py)
+    spec_hash: str = ""
 
 
 #: container waiting reasons that mean the pod will not start by itself: the user (or the platform) must act
@@ -99,6 +122,7 @@ class Children:
     pods: dict[str, PodState] = field(default_factory=dict)
     config_maps: set[str] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)
     #: Jobs whose pods the API server refused to create (quota, LimitRange, Pod Security): job name -> (reason,
     #: message) from the Job controller's FailedCreate Event, the only place Kubernetes says it (handlers/apply.py)
     job_problems: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -125,12 +149,14 @@ class Children:
         Job that merely carries Labrador's labels cannot inject a result or a state."""
         jobs = {n: j for n, j in self.jobs.items() if j.owner_uid == parent_uid}
         uids = {j.uid for j in jobs.values() if j.uid}
-        pods = {n: p for n, p in self.pods.items() if p.owner_uid in uids}
+        # serving pods belong to ReplicaSets the cache does not keep: only their problems are read (no results)
+        pods = {n: p for n, p in self.pods.items() if p.owner_uid in uids or p.role in SERVE_ROLES}
         return Children(
             jobs=jobs,
             pods=pods,
             config_maps=set(self.config_maps),
             services=set(self.services),
+            deployments={n: d for n, d in self.deployments.items() if d.owner_uid == parent_uid},
             job_problems={n: v for n, v in self.job_problems.items() if n in jobs},
         )
 
@@ -141,6 +167,13 @@ class Children:
             if p.job in jobs and p.problem and p.phase in ("Pending", "Running", "Failed"):
                 return p.problem, p.problem_message
         return next((self.job_problems[j] for j in jobs if j in self.job_problems), None)
+
+    def serve_problem(self, role: str) -> tuple[str, str] | None:
+        """The first problem of a live serving pod of ``role`` ("serve" or "serve-base")."""
+        for p in sorted(self.pods.values(), key=lambda p: p.name):
+            if p.role == role and p.problem and p.phase in ("Pending", "Running"):
+                return p.problem, p.problem_message
+        return None
 
     def rank0(self, job: str) -> PodState | None:
         running = [p for p in self.pods.values() if p.job == job and p.index == 0 and p.phase == "Running" and p.ip]
@@ -231,6 +264,30 @@ def pod_state(obj: dict[str, Any]) -> PodState:
         problem=problem,
         problem_message=problem_message,
         owner_uid=_controller_uid(meta),
+        role=labels.get(LABEL_PHASE, ""),
+    )
+
+
+def deployment_state(obj: dict[str, Any]) -> DeploymentState:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
+    stalled = next(
+        (
+            str(c.get("message") or "ProgressDeadlineExceeded")
+            for c in status.get("conditions") or []
+            if c.get("type") == "Progressing" and c.get("status") == "False"
+        ),
+        "",
+    )
+    generation, observed = meta.get("generation"), status.get("observedGeneration")
+    return DeploymentState(
+        name=meta.get("name", ""),
+        role=(meta.get("labels") or {}).get(LABEL_PHASE, ""),
+        replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
+        ready=int(status.get("readyReplicas") or 0),
+        current=generation is None or observed == generation,
+        stalled=stalled[:500],
+        owner_uid=_controller_uid(meta),
+        spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_SERVE_HASH, ""),
     )
 
 

@@ -13,6 +13,8 @@ class Plan:
     create: list[dict[str, Any]] = field(default_factory=list)
     #: (kind, name, merge patch) for existing children, e.g. ("Job", "x", {"spec": {"suspend": True}})
     patch: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    #: (kind, name) of children no longer wanted (a removed spec.serve's Deployment and Service)
+    delete: list[tuple[str, str]] = field(default_factory=list)
     #: fields of status this reconcile owns; compared with the current status before anything is written
     status: dict[str, Any] = field(default_factory=dict)
     #: (type, reason, message) Events, emitted only when the phase changes
