@@ -28,6 +28,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -506,6 +508,78 @@ def follow(kube: Kube, opts: Options, names: dict[str, str], t0: float, alive: C
         time.sleep(opts.poll)
 
 
+# --- serving ------------------------------------------------------------------------------------------------------
+
+#: what the demo asks the served model when the evaluation report has no question of a knowledge leaf
+FALLBACK_QUESTION = "What is a taxonomy in InstructLab?"
+
+
+@dataclass
+class Served:
+    """The tuned model's server as the FineTuneJob's status gives it, and one answer it gave."""
+
+    url: str
+    model: str
+    question: str
+    answer: str
+
+
+def wait_served(kube: Kube, opts: Options, name: str, t0: float, timeout: float = 900) -> dict[str, Any]:
+    """The FineTuneJob once its Serving condition is True (raises DemoFailed with the reason when it is False for
+    good: not promoted, or the server failed)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        obj = kube.get_json("finetunejob", name, "-n", NAMESPACE)
+        cond = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Serving"), None)
+        line = f"serving: {cond['reason']} {cond.get('message', '')}".rstrip() if cond else "serving: not reported yet"
+        if line != last:
+            say(opts, f"[{time.monotonic() - t0:6.0f}s] FineTuneJob {name}: {line}")
+            last = line
+        if cond and cond["status"] == "True":
+            return obj
+        if cond and cond["reason"] in ("NotPromoted", "ServerFailed"):
+            raise DemoFailed(f"FineTuneJob {name} is not served: {cond.get('message')}")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"FineTuneJob {name} not served after {timeout:.0f}s: {line}")
+        time.sleep(opts.poll)
+
+
+def ask(kube: Kube, service: str, model: str, question: str, max_tokens: int = 96) -> str:
+    """One OpenAI chat completion from the served model, through the API server's proxy to its Service (the
+    cluster's network is not routed to this host)."""
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
+            "temperature": 0}  # fmt: skip
+    path = f"/api/v1/namespaces/{NAMESPACE}/services/{service}:http/proxy/v1/chat/completions"
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(body, f)
+        f.flush()
+        reply = json.loads(kube.kubectl("create", "--raw", path, "-f", f.name, timeout=300))
+    return str(reply["choices"][0]["message"]["content"]).strip()
+
+
+def first_question(workspace: Path, report: str | None) -> str:
+    """The evaluation's first knowledge-leaf question, when its report lists answered questions."""
+    try:
+        data = json.loads(host_path(workspace, report).read_text()) if report else {}
+    except (OSError, ValueError):
+        data = {}
+    answers = [a for a in data.get("answers") or [] if isinstance(a, dict) and a.get("question")]
+    knowledge = [a for a in answers if "knowledge" in str(a.get("leaf") or "")]
+    return str((knowledge or answers or [{"question": FALLBACK_QUESTION}])[0]["question"])
+
+
+def try_served(kube: Kube, opts: Options, name: str, t0: float) -> Served:
+    obj = wait_served(kube, opts, name, t0)
+    serving = obj["status"]["outputs"]["serving"]
+    report = ((obj["status"].get("outputs") or {}).get("evaluation") or {}).get("report")
+    question = first_question(opts.workspace, report)
+    service = serving["url"].removeprefix("http://").split(".", 1)[0]
+    answer = ask(kube, service, serving["model"], question)
+    say(opts, f"[{time.monotonic() - t0:6.0f}s] served model {serving['model']} answered: {answer[:200]!r}")
+    return Served(url=serving["url"], model=serving["model"], question=question, answer=answer)
+
+
 # --- summary ------------------------------------------------------------------------------------------------------
 
 
@@ -526,9 +600,10 @@ class Summary:
     model: str
     report: str | None
     wall_seconds: float
+    served: Served | None = None
 
     @classmethod
-    def of(cls, objs: dict[str, Any], wall: float) -> Summary:
+    def of(cls, objs: dict[str, Any], wall: float, served: Served | None = None) -> Summary:
         tax, sdg, ft = (objs[k].get("status") or {} for k in ("Taxonomy", "SyntheticDataJob", "FineTuneJob"))
         counts = (sdg.get("outputs") or {}).get("counts") or {}
         ev = (ft.get("outputs") or {}).get("evaluation") or {}
@@ -548,6 +623,7 @@ class Summary:
             model=(ft.get("outputs") or {}).get("model", ""),
             report=ev.get("report"),
             wall_seconds=wall,
+            served=served,
         )
 
     def text(self, workspace: Path) -> str:
@@ -571,10 +647,24 @@ class Summary:
             f"  output model    pvc://{CLAIM}/{self.model}",
             f"                  (on this host: {workspace / self.model})",
             f"  report          {host_path(workspace, self.report) if self.report else 'n/a'}",
+            *self.serving_lines(),
             f"  wall time       {self.wall_seconds:.0f}s",
             "=" * 72,
         ]
         return "\n".join(lines)
+
+    def serving_lines(self) -> list[str]:
+        if self.served is None:
+            return []
+        s = self.served
+        service = s.url.removeprefix("http://").split(".", 1)[0]
+        return [
+            f"  served          model {s.model} at {s.url}/v1 (OpenAI API, vLLM on CPU)",
+            f"                  try it: kubectl -n {NAMESPACE} port-forward svc/{service} 8000:8000 &",
+            "                          labrador-trainer chat --url http://127.0.0.1:8000",
+            f"  asked           {s.question}",
+            f"  it answered     {textwrap.shorten(s.answer, 300, placeholder=' ...') or '(nothing)'}",
+        ]
 
 
 def host_summary() -> str:
@@ -617,7 +707,8 @@ def up(opts: Options) -> Summary:
             raise DemoFailed(f"the operator Deployment has no available replica:\n{pods}")
 
     objs = follow(kube, opts, names, t0, alive)
-    summary = Summary.of(objs, time.monotonic() - t0)
+    served = try_served(kube, opts, names["FineTuneJob"], t0)
+    summary = Summary.of(objs, time.monotonic() - t0, served)
     say(opts, summary.text(opts.workspace))
     return summary
 

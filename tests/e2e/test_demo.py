@@ -65,6 +65,11 @@ def test_demo_runs_the_pipeline_in_containers(real_cluster: Any, monkeypatch: py
     assert set(summary.phase_dtype.values()) == {"float32"}, summary
     assert printed.startswith("host: ") and "capability" in printed.splitlines()[0]
     assert "Labrador demo: done" in printed and f"wall time       {summary.wall_seconds:.0f}s" in printed
+    # the promoted model is served in-cluster (vLLM's OpenAI server in the trainer image) and answered a chat request
+    served = summary.served
+    assert served is not None and served.url == f"http://demo-model-serve.{demo.NAMESPACE}.svc:8000", summary
+    assert served.model == "demo-model" and served.answer, served
+    assert f"served          model demo-model at {served.url}/v1" in printed
 
     # in containers: the operator is the chart's Deployment from this commit's image, every workload pod ran in the
     # trainer image pulled from the cluster's registry, on the real node
@@ -78,3 +83,9 @@ def test_demo_runs_the_pipeline_in_containers(real_cluster: Any, monkeypatch: py
     # the 2-pod training phases ran as an Indexed Job whose pods found each other through the headless Service
     phase_pods = [p for p in pods if p["metadata"].get("labels", {}).get("labrador.dev/phase") == "knowledge"]
     assert len(phase_pods) == 2 and all(p["status"]["phase"] == "Succeeded" for p in phase_pods), phase_pods
+    # the server runs in the trainer image too, restarts on failure (a Deployment's pod), and is stopped here so the
+    # next tests have the node's CPU and memory (`make demo` leaves it running for the user)
+    serve_pods = [p for p in pods if p["metadata"].get("labels", {}).get("labrador.dev/phase") == "serve"]
+    assert len(serve_pods) == 1 and serve_pods[0]["spec"]["restartPolicy"] == "Always", serve_pods
+    kube.kubectl("patch", "finetunejob", "demo-model", "-n", demo.NAMESPACE, "--type=json", "-p",
+                 '[{"op": "remove", "path": "/spec/serve"}]')  # fmt: skip
