@@ -477,3 +477,55 @@ def test_dk_bench_ratings_are_parsed_strictly() -> None:
 def test_markdown_escaping_keeps_model_text_literal() -> None:
     assert md_escape("a *b* _c_ <d> [e](f) |g| `h`") == r"a \*b\* \_c\_ \<d\> \[e\](f) \|g\| \`h\`"
     assert md_escape("# title\n- item\n2. step\n  + sub") == "\\# title\n\\- item\n2\\. step\n  \\+ sub"
+
+
+def _train_knowledge(base: Path, data: Path, out: Path, lr: float) -> Path:
+    """One short knowledge phase (4 steps of the 6 facts) from ``base``; its final checkpoint."""
+    cfg = TrainConfig.model_validate(
+        {"model_path": str(base), "output_dir": str(out), "max_seq_len": 256, "max_batch_len": 1024, "seed": 3,
+         "phases": [{"name": "knowledge", "data_path": str(data), "lr": lr, "epochs": 4, "effective_batch_size": 6,
+                     "scheduler": "constant"}]}
+    )  # fmt: skip
+    assert run_training(cfg, handle_sigterm=False)["status"] == "Succeeded"
+    return out / "phases" / "knowledge" / "final"
+
+
+def test_the_quality_gate_promotes_a_good_run_and_rejects_a_bad_one(
+    trained: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two real runs from the same base, evaluated by the real command, judged by the operator's own code: its
+    termination-message parser and its gate."""
+    from labrador_operator.api.finetune import Gate
+    from labrador_operator.reconcile.finetune import finetune_gate
+    from labrador_operator.reconcile.results import EvaluateResult, lenient
+
+    base = _base(trained)
+    # measured (CPU, fp32, seed 3): good held-out loss 15.47 -> 2.98 (+12.5), MCQ 0.14 -> 0.43, forgetting +1.0;
+    # bad (lr 1.0) held-out loss 15.47 -> 463, MCQ 0.14 -> 0.14, forgetting +1018
+    gate = Gate.model_validate({"minHeldOutLossImprovement": 1.0, "minMcqAccuracyGain": 0.0, "maxForgetting": 2.0})
+    verdicts, numbers = {}, {}
+    for name, lr in (("good", 2e-3), ("bad", 1.0)):
+        tuned = _train_knowledge(base, inputs["train"], tmp_path / f"{name}-run", lr)
+        d = tmp_path / f"{name}-eval"
+        d.mkdir()
+        cfg = _config(d, base, tuned, inputs)
+        cfg["evaluation"] |= {"examples": 0}
+        rc, _, raw = _run(d, cfg)
+        assert rc == 0, raw
+        result = lenient(EvaluateResult, json.loads(raw))  # what reconcile/finetune.py does with the message
+        assert result.measures is not None and result.measures.held_out_loss is not None, raw
+        verdicts[name] = finetune_gate(gate, result)
+        numbers[name] = (result.measures.held_out_loss, result.measures.mcq_accuracy, result.forgetting_delta)
+        print(f"{name} (lr {lr}): {numbers[name]}; {verdicts[name].message}")
+    assert verdicts["good"].promoted and verdicts["good"].reason == "GatePassed", verdicts["good"].message
+    assert not verdicts["bad"].promoted and verdicts["bad"].reason == "GateFailed", verdicts["bad"].message
+    (good_loss, good_mcq, good_forgetting), (bad_loss, _, bad_forgetting) = numbers["good"], numbers["bad"]
+    assert good_loss.base is not None and good_loss.tuned is not None and bad_loss.tuned is not None
+    assert good_loss.base - good_loss.tuned > 5.0  # measured +12.5
+    assert bad_loss.tuned > good_loss.base + 50  # measured 463 vs 15.5: worse than not training at all
+    assert good_mcq is not None and (good_mcq.tuned or 0) > (good_mcq.base or 0)
+    assert good_forgetting is not None and bad_forgetting is not None and bad_forgetting > 10 * good_forgetting
+    # the message carries the numbers: both losses and the failed checks
+    said = verdicts["bad"].message
+    assert f"held-out loss {bad_loss.base:.4g} -> {bad_loss.tuned:.4g}" in said and "needs >= 1): failed" in said
+    assert f"forgetting {bad_forgetting:+.4g} (needs <= 2): failed" in said
