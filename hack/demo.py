@@ -649,6 +649,7 @@ class Summary:
             f"  report          {host_path(workspace, self.report) if self.report else 'n/a'}",
             *self.serving_lines(),
             f"  wall time       {self.wall_seconds:.0f}s",
+            *side_by_side(read_report(host_path(workspace, self.report)) if self.report else {}),
             "=" * 72,
         ]
         return "\n".join(lines)
@@ -665,6 +666,49 @@ class Summary:
             f"  asked           {s.question}",
             f"  it answered     {textwrap.shorten(s.answer, 300, placeholder=' ...') or '(nothing)'}",
         ]
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """evaluation.json as a dict; {} when it is missing or unreadable."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def side_by_side(report: dict[str, Any], width: int = 72) -> list[str]:
+    """The first knowledge leaf's answer of evaluation.json: question and reference, then the base and the tuned
+    model's answers in two wrapped columns (with their judge ratings, when judged). [] for a report without
+    answers (an older trainer, no held-out items)."""
+    import textwrap
+    from itertools import zip_longest
+
+    answers = [a for a in report.get("answers") or [] if isinstance(a, dict)]
+    knowledge = [a for a in answers if a.get("type") == "knowledge" or str(a.get("leaf", "")).startswith("knowledge")]
+    if not knowledge:
+        return []
+    a = knowledge[0]
+    indent = "  "
+    body = max(width - len(indent) - 16, 20)
+    col = max((width - len(indent) - 3) // 2, 10)
+
+    def labelled(label: str, text: Any) -> list[str]:
+        wrapped = textwrap.wrap(" ".join(str(text or "").split()), body) or ["—"]
+        return [f"{indent}{label if k == 0 else '':<16}{line}" for k, line in enumerate(wrapped)]
+
+    def column(who: str) -> list[str]:
+        got = a.get(who) if isinstance(a.get(who), dict) else {}
+        rating = got.get("rating")
+        head = f"{who} (rating {rating:g})" if isinstance(rating, (int, float)) else who
+        answer = got.get("answer")
+        text = "(no answer)" if answer is None else " ".join(str(answer).split()) or "(empty)"
+        return [head, "-" * min(len(head), col), *textwrap.wrap(text, col)]
+
+    left, right = column("base"), column("tuned")
+    rows = [f"{indent}{lc:<{col}} | {rc}".rstrip() for lc, rc in zip_longest(left, right, fillvalue="")]
+    return [f"{indent}{'example answer':<16}{a.get('leaf', '')}", *labelled("question", a.get("question")),
+            *labelled("reference", a.get("reference")), *rows]  # fmt: skip
 
 
 def host_summary() -> str:

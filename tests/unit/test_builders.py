@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from labrador_operator.api.common import ModelSource
 from labrador_operator.api.finetune import FineTuneJobSpec
@@ -147,7 +148,7 @@ def test_evaluation_reads_the_sdg_outputs_and_a_judge_served_in_its_pod() -> Non
     for cfg in (ev, sel):
         assert cfg["multipleChoice"] == "/workspace/d/mcq.jsonl" and cfg["heldOut"] == "/workspace/d/heldout.jsonl"
         assert cfg["general"] == ["/workspace/r"]
-        assert cfg["judge"] == {"kind": "vllm", "model": "/models/judge-model/judge", "vllm": {}}
+        assert cfg["judge"] == {"kind": "vllm", "model": "/models/judge-model/judge", "vllm": {}, "style": "mt-bench"}
         assert "judge" not in cfg["evaluation"]
     pod = b.build_evaluate_job(OWNER, spec(evaluation=judge), SETTINGS)["spec"]["template"]["spec"]
     # both models are on the claim "models": one volume, mounted at both paths
@@ -256,6 +257,20 @@ def test_judge_api_key_comes_from_a_secret_reference() -> None:
     )
     env = b.build_evaluate_job(OWNER, s, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "judge", "key": "token"}}} in env
+
+
+def test_judge_style_reaches_the_evaluate_and_select_configs() -> None:
+    data = b.Data("d/k.jsonl", "d/s.jsonl", held_out="d/heldout.jsonl")
+    judge = {"endpoint": {"url": "http://judge/v1", "model": "m"}, "style": "dk-bench"}
+    s = spec(evaluation={"judge": judge, "checkpointSelection": "best"})
+    cm = b.build_config_map(OWNER, s, data, SETTINGS)["data"]
+    for name in ("evaluate.json", "knowledge-select.json"):
+        wire = {"kind": "endpoint", "url": "http://judge/v1", "model": "m", "maxConcurrency": 32, "style": "dk-bench"}
+        assert json.loads(cm[name])["judge"] == wire
+    default = spec(evaluation={"judge": {"endpoint": {"url": "http://j/v1", "model": "m"}}}).evaluation.judge
+    assert default is not None and default.style == "mt-bench"
+    with pytest.raises(ValidationError, match="style"):
+        spec(evaluation={"judge": judge | {"style": "vibes"}})
 
 
 def test_user_strings_in_argv_are_escaped_for_the_kubelets_expansion() -> None:

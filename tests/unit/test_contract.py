@@ -180,3 +180,22 @@ def test_a_hostile_termination_message_never_reaches_status() -> None:
     ) == {"dtype": "float32"}
     assert lenient(EvaluateResult, ["not", "a", "dict"]) == EvaluateResult()
     assert lenient(SyncResult, None) == SyncResult()
+
+
+def test_evaluate_config_with_a_judge_style_loads_in_the_trainer(tmp_path: Path) -> None:
+    from labrador_trainer.evaluate.config import EvaluateConfig, load
+
+    spec = FineTuneJobSpec.model_validate(
+        {
+            "model": {"uri": "pvc://models/student"},
+            "data": {"knowledgePath": "data/k.jsonl"},
+            "evaluation": {"judge": {"endpoint": {"url": "http://judge/v1", "model": "j"}, "style": "dk-bench"}},
+        }
+    )
+    data = b.Data("data/k.jsonl", None, held_out="data/held_out.jsonl")
+    cm = b.build_config_map(b.Owner("ns", "ft", "uid"), spec, data, Settings())["data"]
+    (tmp_path / "evaluate.json").write_text(cm["evaluate.json"])
+    cfg = load(tmp_path / "evaluate.json", select=False)
+    assert isinstance(cfg, EvaluateConfig) and cfg.judge is not None
+    assert cfg.judge.style == "dk-bench" and cfg.evaluation.examples == 3
+    assert (cfg.judge_dict() or {})["style"] == "dk-bench"

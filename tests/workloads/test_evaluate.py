@@ -4,6 +4,7 @@ steps on facts the MCQ and held-out sets ask about; a rule-based judge behind a 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -16,8 +17,9 @@ import torch
 
 from labrador_trainer.cli import main as cli
 from labrador_trainer.evaluate.inputs import MCQ, load_jsonl, parse_mcq
-from labrador_trainer.evaluate.judge import parse_rating
+from labrador_trainer.evaluate.judge import REASON_MAX_CHARS, parse_rating, parse_reason
 from labrador_trainer.evaluate.measures import LM, mcq, mcq_samples
+from labrador_trainer.evaluate.report import md_escape
 from labrador_trainer.evaluate.select import best, checkpoints
 from labrador_trainer.train.config import TrainConfig
 from labrador_trainer.train.data import IGNORE
@@ -108,8 +110,9 @@ def _tuned(trained: Path) -> Path:
 
 
 class _Judge(BaseHTTPRequestHandler):
-    """OpenAI chat completions with a rule for a brain: the share of reference words in the answer, 1-10; no rating
-    at all for questions marked UNRATABLE."""
+    """OpenAI chat completions with a rule for a brain: the share of reference words in the answer, 1-10 in the
+    MT-Bench format or 1-5 in the DK-Bench one (told apart by the system prompt), after a reason that says the
+    share; no rating at all for questions marked UNRATABLE."""
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -118,7 +121,13 @@ class _Judge(BaseHTTPRequestHandler):
         ans = re.search(r"Assistant's Answer\]\n(.*?)\n\[The End", text, re.S).group(1)  # type: ignore[union-attr]
         words = set(re.findall(r"\w+", ref.lower()))
         hit = len(words & set(re.findall(r"\w+", ans.lower()))) / len(words)
-        reply = "I cannot judge this." if "UNRATABLE" in text else f"Close enough. Rating: [[{1 + round(9 * hit)}]]"
+        reason = f"The answer has {round(100 * hit)}% of the reference's words."
+        if "UNRATABLE" in text:
+            reply = "I cannot judge this."
+        elif '"Score: N"' in body["messages"][0]["content"]:
+            reply = f"{reason}\nScore: {1 + round(4 * hit)}"
+        else:
+            reply = f"{reason} Rating: [[{1 + round(9 * hit)}]]"
         out = json.dumps({
             "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
@@ -203,6 +212,97 @@ def test_measures_move_the_right_way(evaluated: tuple[dict[str, Any], dict[str, 
     for who in ("base", "tuned"):
         assert m["judge"][who]["unparseable"] == 1 and m["judge"][who]["n"] == 6
     assert term["base_score"] == pytest.approx(report["base_score"], abs=1e-6)
+
+
+def _held_out_ids(report: dict[str, Any]) -> list[str]:
+    return [a["id"] for a in report["answers"]]
+
+
+def test_judged_answers_keep_the_judges_reason(evaluated: tuple[dict[str, Any], dict[str, Any], str]) -> None:
+    report, term, _ = evaluated
+    # with a judge every held-out item is answered; the examples (knowledge leaves, one per leaf in turn) come first
+    assert _held_out_ids(report) == ["h0", "h-other", "h1", "h2", "h3", "h4", "h5"]
+    assert [a["example"] for a in report["answers"]] == [True] * 3 + [False] * 4
+    by_id = {a["id"]: a for a in report["answers"]}
+    assert by_id["h0"]["question"] == FACTS[0][0] and by_id["h0"]["reference"] == FACTS[0][1]
+    assert by_id["h0"]["leaf"] == LEAF and by_id["h-other"]["context"] == "A quux is a small grey stone."
+    for a in report["answers"]:
+        for who in ("base", "tuned"):
+            got = a[who]
+            assert isinstance(got["answer"], str)
+            if a["id"] == "h-other":  # the judge gave no rating: its reply is kept as the reason
+                assert got["rating"] is None and got["reason"] == "I cannot judge this."
+            else:
+                assert 1 <= got["rating"] <= 10
+                assert re.fullmatch(r"The answer has \d+% of the reference's words\.", got["reason"]), got["reason"]
+    judge = report["measures"]["judge"]
+    assert judge["tuned"]["style"] == "mt-bench" and judge["tuned"]["scale"] == [1, 10]
+    ratings = [by_id[f"h{i}"]["tuned"]["rating"] for i in range(6)]
+    assert judge["tuned"]["mean_rating"] == pytest.approx(sum(ratings) / 6)
+    assert "judge" not in report["items"]  # the answers moved to report["answers"]
+    md = (Path(term["report"]).parent / "evaluation.md").read_text()
+    assert "## Example answers" in md and "| judge rating (1-10) |" in md
+    assert f"**Question:** {md_escape(FACTS[0][0])}" in md and "*Judge:* The answer has" in md
+    assert "4 more answered items in evaluation.json" in md
+    assert "answers" not in term  # the termination message stays small
+
+
+@pytest.fixture(scope="module")
+def plain(
+    trained: Path, inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The evaluation without a judge, two examples."""
+    tmp = tmp_path_factory.mktemp("evaluate-plain")
+    cfg = _config(tmp, _base(trained), _tuned(trained), inputs)
+    cfg["evaluation"] |= {"examples": 2}
+    rc, term, raw = _run(tmp, cfg)
+    assert rc == 0, raw
+    return json.loads(Path(term["report"]).read_text()), term, raw
+
+
+def test_examples_are_answered_without_a_judge(
+    plain: tuple[dict[str, Any], dict[str, Any], str], evaluated: tuple[dict[str, Any], dict[str, Any], str]
+) -> None:
+    report, term, raw = plain
+    assert _held_out_ids(report) == ["h0", "h-other"]
+    judged = {a["id"]: a for a in evaluated[0]["answers"]}
+    for a in report["answers"]:
+        assert a["example"] is True
+        for who in ("base", "tuned"):
+            assert a[who]["rating"] is None and a[who]["reason"] is None
+            # greedy: the same answers as the judged run's
+            assert isinstance(a[who]["answer"], str) and a[who]["answer"] == judged[a["id"]][who]["answer"]
+    # the trained facts show: the tuned model answers the zorblax question with (some of) the reference's words
+    assert "purple" in report["answers"][0]["tuned"]["answer"].lower()  # measured: "Purple with silver spots all over"
+    assert report["measures"]["judge"] == {"base": None, "tuned": None}
+    assert report["score_components"] == ["mcq_accuracy", "held_out_likelihood"]
+    md = (Path(term["report"]).parent / "evaluation.md").read_text()
+    assert "## Example answers" in md and "no judge configured" in md and "*Judge:*" not in md
+    assert "### 2. `knowledge/other/quux`" in md and "more answered items" not in md
+    assert len(raw.encode()) <= 4096 and set(term) == set(evaluated[1])
+
+
+def test_dk_bench_judge_rates_1_to_5(trained: Path, inputs: dict[str, Path], judge_url: str, tmp_path: Path) -> None:
+    judge = {"kind": "endpoint", "url": judge_url, "model": "rule-judge", "style": "dk-bench"}
+    cfg = _config(tmp_path, _base(trained), _tuned(trained), inputs, judge=judge, general=[])
+    cfg["evaluation"] |= {"examples": 1}
+    rc, term, raw = _run(tmp_path, cfg)
+    assert rc == 0, raw
+    report = json.loads(Path(term["report"]).read_text())
+    m = report["measures"]
+    for who in ("base", "tuned"):
+        assert m["judge"][who]["style"] == "dk-bench" and m["judge"][who]["scale"] == [1, 5]
+        assert m["judge"][who]["n"] == 6 and m["judge"][who]["unparseable"] == 1
+    assert m["judge"]["tuned"]["mean_rating"] > m["judge"]["base"]["mean_rating"]
+    rated = [a[w] for a in report["answers"] for w in ("base", "tuned") if a[w]["rating"] is not None]
+    assert len(rated) == 12 and all(r["rating"] in (1, 2, 3, 4, 5) and r["reason"] for r in rated)
+    assert [a["example"] for a in report["answers"]].count(True) == 1
+    # the judge component is rating / 5: the score is the mean of the three components
+    t = m["mcq"]["tuned"]["accuracy"], math.exp(-m["held_out"]["tuned"]["loss"]), m["judge"]["tuned"]["mean_rating"] / 5
+    assert report["tuned_score"] == pytest.approx(sum(t) / 3)
+    assert term["measures"]["judge_rating"]["tuned"] == pytest.approx(m["judge"]["tuned"]["mean_rating"], abs=1e-4)
+    md = (tmp_path / "evaluation" / "evaluation.md").read_text()
+    assert "| judge rating (1-5) |" in md and "dk-bench, scale 1-5" in md
 
 
 def test_termination_message_is_what_the_operator_reads(evaluated: tuple[dict[str, Any], dict[str, Any], str]) -> None:
@@ -338,3 +438,94 @@ def test_judge_ratings_are_parsed_strictly() -> None:
     assert parse_rating("Rating: [[7]] ... final: [[7]]") == 7.0
     for bad in (None, "", "Rating: 7", "[[0]]", "[[11]]", "[[3]] or [[4]]", "[[seven]]"):
         assert parse_rating(bad) is None
+
+
+# judge replies as real judges write them (GPT-4-style MT-Bench grading, a DK-Bench-style rubric reply)
+MT_REPLY = """The assistant's answer is partially correct. The reference answer states that the zorblax is purple with
+silver spots, while the assistant says it is purple but does not mention the spots.
+
+Corrected answer: purple with silver spots all over.
+
+Rating: [[6]]"""
+DK_REPLY = """The response names the right colour (purple) but leaves out the silver spots, which the reference
+answer gives as a defining feature. Nothing in it contradicts the reference.
+
+**Score:** 4"""
+
+
+def test_judge_replies_give_a_rating_and_a_reason() -> None:
+    assert parse_rating(MT_REPLY) == 6.0
+    assert parse_reason(MT_REPLY) == MT_REPLY[: MT_REPLY.index("Rating:")].strip()
+    assert parse_rating(DK_REPLY, "dk-bench") == 4.0 and parse_rating(DK_REPLY) is None  # each style its format
+    reason = parse_reason(DK_REPLY, "dk-bench")
+    assert reason is not None and reason.startswith("The response names") and reason.endswith("the reference.")
+    assert parse_reason("Rating: [[7]]") is None  # nothing before the rating
+    assert parse_reason("no rating here, sorry") == "no rating here, sorry"  # the whole reply when unrated
+    long = parse_reason("x" * 2000 + " Rating: [[3]]")
+    assert long is not None and len(long) == REASON_MAX_CHARS and long.endswith("…")
+    assert parse_rating("Explanation.\nScore: 5/5", "dk-bench") == 5.0
+    assert parse_rating("score = 2", "dk-bench") == 2.0
+
+
+def test_dk_bench_ratings_are_parsed_strictly() -> None:
+    for bad in (None, "", "Score: 0", "Score: 6", "Score: -1", "Score: 10/10", "Score: 4.5", "Score: four",
+                "Score: 3 ... on reflection, Score: 4", "I would rate it 4 out of 5.", "Rating: [[4]]"):  # fmt: skip
+        assert parse_rating(bad, "dk-bench") is None, bad
+    assert parse_rating("Score: 3\nFinal score: 3", "dk-bench") == 3.0  # repeated, not ambiguous
+
+
+def test_markdown_escaping_keeps_model_text_literal() -> None:
+    assert md_escape("a *b* _c_ <d> [e](f) |g| `h`") == r"a \*b\* \_c\_ \<d\> \[e\](f) \|g\| \`h\`"
+    assert md_escape("# title\n- item\n2. step\n  + sub") == "\\# title\n\\- item\n2\\. step\n  \\+ sub"
+
+
+def _train_knowledge(base: Path, data: Path, out: Path, lr: float) -> Path:
+    """One short knowledge phase (4 steps of the 6 facts) from ``base``; its final checkpoint."""
+    cfg = TrainConfig.model_validate(
+        {"model_path": str(base), "output_dir": str(out), "max_seq_len": 256, "max_batch_len": 1024, "seed": 3,
+         "phases": [{"name": "knowledge", "data_path": str(data), "lr": lr, "epochs": 4, "effective_batch_size": 6,
+                     "scheduler": "constant"}]}
+    )  # fmt: skip
+    assert run_training(cfg, handle_sigterm=False)["status"] == "Succeeded"
+    return out / "phases" / "knowledge" / "final"
+
+
+def test_the_quality_gate_promotes_a_good_run_and_rejects_a_bad_one(
+    trained: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two real runs from the same base, evaluated by the real command, judged by the operator's own code: its
+    termination-message parser and its gate."""
+    from labrador_operator.api.finetune import Gate
+    from labrador_operator.reconcile.finetune import finetune_gate
+    from labrador_operator.reconcile.results import EvaluateResult, lenient
+
+    base = _base(trained)
+    # measured (CPU, fp32, seed 3): good held-out loss 15.47 -> 2.98 (+12.5), MCQ 0.14 -> 0.43, forgetting +1.0;
+    # bad (lr 1.0) held-out loss 15.47 -> 463, MCQ 0.14 -> 0.14, forgetting +1018
+    gate = Gate.model_validate({"minHeldOutLossImprovement": 1.0, "minMcqAccuracyGain": 0.0, "maxForgetting": 2.0})
+    verdicts, numbers = {}, {}
+    for name, lr in (("good", 2e-3), ("bad", 1.0)):
+        tuned = _train_knowledge(base, inputs["train"], tmp_path / f"{name}-run", lr)
+        d = tmp_path / f"{name}-eval"
+        d.mkdir()
+        cfg = _config(d, base, tuned, inputs)
+        cfg["evaluation"] |= {"examples": 0}
+        rc, _, raw = _run(d, cfg)
+        assert rc == 0, raw
+        result = lenient(EvaluateResult, json.loads(raw))  # what reconcile/finetune.py does with the message
+        assert result.measures is not None and result.measures.held_out_loss is not None, raw
+        verdicts[name] = finetune_gate(gate, result)
+        numbers[name] = (result.measures.held_out_loss, result.measures.mcq_accuracy, result.forgetting_delta)
+        print(f"{name} (lr {lr}): {numbers[name]}; {verdicts[name].message}")
+    assert verdicts["good"].promoted and verdicts["good"].reason == "GatePassed", verdicts["good"].message
+    assert not verdicts["bad"].promoted and verdicts["bad"].reason == "GateFailed", verdicts["bad"].message
+    (good_loss, good_mcq, good_forgetting), (bad_loss, _, bad_forgetting) = numbers["good"], numbers["bad"]
+    assert good_loss.base is not None and good_loss.tuned is not None and bad_loss.tuned is not None
+    assert good_loss.base - good_loss.tuned > 5.0  # measured +12.5
+    assert bad_loss.tuned > good_loss.base + 50  # measured 463 vs 15.5: worse than not training at all
+    assert good_mcq is not None and (good_mcq.tuned or 0) > (good_mcq.base or 0)
+    assert good_forgetting is not None and bad_forgetting is not None and bad_forgetting > 10 * good_forgetting
+    # the message carries the numbers: both losses and the failed checks
+    said = verdicts["bad"].message
+    assert f"held-out loss {bad_loss.base:.4g} -> {bad_loss.tuned:.4g}" in said and "needs >= 1): failed" in said
+    assert f"forgetting {bad_forgetting:+.4g} (needs <= 2): failed" in said

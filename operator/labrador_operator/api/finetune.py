@@ -261,6 +261,12 @@ class Judge(ApiModel):
 
     model: ModelSource | None = Field(default=None, description="Judge weights, served by vLLM in the pod.")
     endpoint: EndpointSource | None = Field(default=None, description="An OpenAI-compatible endpoint.")
+    style: Literal["mt-bench", "dk-bench"] = Field(
+        default="mt-bench",
+        description="How the judge rates each answer against the reference answer: mt-bench (MT-Bench's "
+        "reference-guided grading, 1-10) or dk-bench (a DK-Bench-style domain-knowledge rubric, 1-5). The aggregate "
+        "score's judge component is the mean rating divided by the scale's maximum.",
+    )
 
 
 class Gate(ApiModel):
@@ -492,7 +498,7 @@ class EvaluationSummary(StatusModel):
     report: str | None = Field(default=None, max_length=1024, description="JSON report (workspace path).")
     held_out_loss: Measure | None = Field(default=None, description="Loss on the taxonomy's held-out seed Q/A.")
     mcq_accuracy: Measure | None = Field(default=None, description="Multiple-choice accuracy (0-1).")
-    judge_rating: Measure | None = Field(default=None, description="Mean judge rating (1-5).")
+    judge_rating: Measure | None = Field(default=None, description="Mean judge rating, on the judge's scale.")
     base_score: float | None = Field(default=None, description="Aggregate score of the base model.")
     tuned_score: float | None = Field(default=None, description="Aggregate score of the tuned model.")
     forgetting_delta: float | None = Field(

@@ -127,10 +127,17 @@ def judge_config(spec: FineTuneJobSpec) -> dict[str, Any] | None:
     if judge is None:
         return None
     if judge.model is not None:
-        return {"kind": "vllm", "model": model_mount(judge.model, "judge-model").path, "vllm": {}}
+        path = model_mount(judge.model, "judge-model").path
+        return {"kind": "vllm", "model": path, "vllm": {}, "style": judge.style}
     assert judge.endpoint is not None
     ep = judge.endpoint
-    return {"kind": "endpoint", "url": ep.url, "model": ep.model, "maxConcurrency": ep.max_concurrency}
+    return {
+        "kind": "endpoint",
+        "url": ep.url,
+        "model": ep.model,
+        "maxConcurrency": ep.max_concurrency,
+        "style": judge.style,
+    }
 
 
 def _evaluation(spec: FineTuneJobSpec) -> dict[str, Any]:

@@ -18,15 +18,22 @@ class Evaluation(_Wire):
     enabled: bool = True
     checkpoint_selection: Literal["final", "best"] = Field("final", alias="checkpointSelection")
     max_questions: int = Field(200, ge=1, alias="maxQuestions")
+    # held-out items both models answer (greedy) for the report even without a judge; 0: none
+    examples: int = Field(3, ge=0, le=1000)
 
 
-class VllmJudge(_Wire):
+class _Judge(_Wire):
+    # mt-bench: 1-10 ("Rating: [[N]]"); dk-bench: 1-5 ("Score: N"), see evaluate/judge.py
+    style: Literal["mt-bench", "dk-bench"] = "mt-bench"
+
+
+class VllmJudge(_Judge):
     kind: Literal["vllm"]
     model: str
     vllm: dict[str, Any] = {}
 
 
-class EndpointJudge(_Wire):
+class EndpointJudge(_Judge):
     kind: Literal["endpoint"]
     url: str
     model: str

@@ -1,10 +1,11 @@
-"""One pass per model: load it once, run every measure the inputs allow, keep the greedy answers for the judge,
-free it; the judge then rates all models' answers in one batch."""
+"""One pass per model: load it once, run every measure the inputs allow, keep the greedy answers (every held-out
+item with a judge, else the few examples), free it; the judge then rates all models' answers in one batch."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,18 +40,27 @@ class Plan:
     system: str | None
     trained_leaves: set[str]
     judge: dict[str, Any] | None
+    examples: list[int] = field(default_factory=list)  # held-out indices shown in the report, in order
 
     @classmethod
-    def build(cls, cfg: Inputs, data_paths: list[str]) -> Plan:
+    def build(cls, cfg: Inputs, data_paths: list[str], *, examples: bool = True) -> Plan:
+        """``examples=False``: no example answers (checkpoint selection, which reports none)."""
         limit = cfg.evaluation.max_questions
+        held_out = inp.load_jsonl(cfg.held_out, inp.parse_held_out, limit)
         return cls(
             mcq=inp.load_jsonl(cfg.multiple_choice, inp.parse_mcq, limit),
-            held_out=inp.load_jsonl(cfg.held_out, inp.parse_held_out, limit),
+            held_out=held_out,
             general=[inp.load_jsonl(p, inp.parse_conversation, limit) for p in cfg.general],
             system=inp.system_prompt(data_paths),
             trained_leaves=inp.trained_leaves(data_paths),
             judge=cfg.judge_dict(),
+            examples=pick_examples(held_out.rows, cfg.evaluation.examples if examples else 0),
         )
+
+    @property
+    def answered(self) -> list[int]:
+        """The held-out items every model answers: all of them with a judge, else the examples."""
+        return list(range(len(self.held_out.rows))) if self.judge is not None else sorted(self.examples)
 
     def unseen(self, items: list[inp.MCQ] | list[inp.HeldOut]) -> set[int]:
         """Indices of items whose leaf the training data does not name (none when the data names no leaves)."""
@@ -72,6 +82,22 @@ class Plan:
         }
 
 
+def is_knowledge(item: inp.HeldOut) -> bool:
+    return item.type == "knowledge" or item.leaf.startswith("knowledge/")
+
+
+def pick_examples(rows: list[inp.HeldOut], n: int) -> list[int]:
+    """``n`` held-out items to show: knowledge leaves' items first, then the others; within each, one item per leaf
+    in turn (each leaf's first item, then its second, ...), leaves and items in file order. Deterministic: the rows
+    are already the stable subset of ``load_jsonl``."""
+    rank: dict[str, int] = defaultdict(int)
+    keyed = []
+    for i, row in enumerate(rows):
+        keyed.append((not is_knowledge(row), rank[row.leaf], i))
+        rank[row.leaf] += 1
+    return [i for *_, i in sorted(keyed)[: max(n, 0)]]
+
+
 @dataclass
 class ModelScores:
     name: str
@@ -79,7 +105,7 @@ class ModelScores:
     mcq: MCQResult | None = None
     held_out: LossResult | None = None
     general: list[LossResult | None] = field(default_factory=list)
-    answers: list[str | None] | None = None
+    answers: dict[int, str | None] | None = None  # held-out index -> greedy answer (None: prompt too long)
     judged: Judged | None = None
     seconds: float = 0.0
 
@@ -102,9 +128,10 @@ def score_model(name: str, path: str, plan: Plan) -> ModelScores:
             ms.mcq = mcq(lm, plan.mcq.rows, plan.system)
         if plan.held_out.rows:
             ms.held_out = held_out_loss(lm, plan.held_out.rows, plan.system)
-            if plan.judge is not None:
-                prompts = [inp.prompt_messages(plan.system, q.question, q.context) for q in plan.held_out.rows]
-                ms.answers = generate(lm, prompts)
+            if asked := plan.answered:
+                rows = [plan.held_out.rows[i] for i in asked]
+                prompts = [inp.prompt_messages(plan.system, q.question, q.context) for q in rows]
+                ms.answers = dict(zip(asked, generate(lm, prompts), strict=True))
         ms.general = [conversation_loss(lm, g.rows, "general") if g.rows else None for g in plan.general]
     finally:
         lm.close()
@@ -117,6 +144,8 @@ def judge_all(plan: Plan, models: list[ModelScores]) -> None:
     with_answers = [m for m in models if m.answers is not None]
     if plan.judge is None or not with_answers:
         return
-    judged = judge_answers(plan.judge, plan.held_out.rows, [m.answers or [] for m in with_answers])
+    rows = plan.held_out.rows
+    answers = [[(m.answers or {}).get(i) for i in range(len(rows))] for m in with_answers]
+    judged = judge_answers(plan.judge, rows, answers)
     for m, j in zip(with_answers, judged, strict=True):
         m.judged = j

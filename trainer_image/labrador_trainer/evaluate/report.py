@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from labrador_trainer.files import atomic_write_json, atomic_write_text
 COMPONENTS = ("mcq_accuracy", "held_out_likelihood", "judge")
 SCORE_FORMULA = (
     "mean of the components present for every model compared: mcq_accuracy; "
-    "held_out_likelihood = exp(-held-out loss per token); judge = mean judge rating / 10"
+    "held_out_likelihood = exp(-held-out loss per token); judge = mean judge rating / the judge's scale maximum "
+    "(10 mt-bench, 5 dk-bench)"
 )
 TERMINATION_LIMIT = 4096
 
@@ -60,8 +62,13 @@ def components(summary: dict[str, Any]) -> dict[str, float]:
     if summary["held_out"]:
         out["held_out_likelihood"] = math.exp(-summary["held_out"]["loss"])
     if summary["judge"]:
-        out["judge"] = summary["judge"]["mean_rating"] / 10.0
+        out["judge"] = summary["judge"]["mean_rating"] / _scale_max(summary["judge"])
     return out
+
+
+def _scale_max(judge: dict[str, Any]) -> float:
+    scale = judge.get("scale") or [1, 10]
+    return float(scale[1])
 
 
 def scores(summaries: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, float | None]]:
@@ -98,11 +105,46 @@ def build_report(job: dict[str, Any], plan: Plan, base: ModelScores, tuned: Mode
         "seconds": {"base": base.seconds, "tuned": tuned.seconds},
         "inputs": plan.stats(),
         "items": _items(plan, base, tuned),
+        "answers": answers(plan, base, tuned),
     }
     return report
 
 
+def _answer(ms: ModelScores, i: int) -> dict[str, Any]:
+    j = ms.judged
+    return {
+        "answer": (ms.answers or {}).get(i),
+        "rating": j.ratings[i] if j else None,
+        "reason": j.reasons[i] if j else None,
+    }
+
+
+def answers(plan: Plan, base: ModelScores, tuned: ModelScores) -> list[dict[str, Any]]:
+    """Both models' greedy answers to every answered held-out item, with the judge's rating and reason (None
+    without a judge): the examples first, in the order they were picked, then the rest in file order."""
+    asked = set((base.answers or {}).keys()) | set((tuned.answers or {}).keys())
+    examples = [i for i in plan.examples if i in asked]
+    out = []
+    for i in [*examples, *(i for i in sorted(asked) if i not in set(examples))]:
+        it = plan.held_out.rows[i]
+        out.append(
+            {
+                "id": it.id,
+                "leaf": it.leaf,
+                "type": it.type,
+                "example": i in examples,
+                "question": it.question,
+                "context": it.context,
+                "reference": it.answer,
+                "base": _answer(base, i),
+                "tuned": _answer(tuned, i),
+            }
+        )
+    return out
+
+
 def _items(plan: Plan, base: ModelScores, tuned: ModelScores) -> dict[str, list[dict[str, Any]]]:
+    """Per MCQ item: both models' predicted choice (the held-out answers are in ``answers``)."""
     mcq_rows = []
     if base.mcq and tuned.mcq:
         for i, it in enumerate(plan.mcq.rows):
@@ -110,20 +152,7 @@ def _items(plan: Plan, base: ModelScores, tuned: ModelScores) -> dict[str, list[
                 {"id": it.id, "leaf": it.leaf, "answer": it.answer, "base": base.mcq.predicted(i),
                  "tuned": tuned.mcq.predicted(i)}
             )  # fmt: skip
-    judged = []
-    if base.answers is not None and tuned.answers is not None:
-        for i, it in enumerate(plan.held_out.rows):
-            judged.append(
-                {
-                    "id": it.id,
-                    "leaf": it.leaf,
-                    "base_answer": base.answers[i],
-                    "tuned_answer": tuned.answers[i],
-                    "base_rating": base.judged.ratings[i] if base.judged else None,
-                    "tuned_rating": tuned.judged.ratings[i] if tuned.judged else None,
-                }
-            )
-    return {"mcq": mcq_rows, "judge": judged}
+    return {"mcq": mcq_rows}
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
@@ -203,7 +232,7 @@ def markdown(report: dict[str, Any]) -> str:
         ("MCQ accuracy", "mcq", "accuracy"),
         ("held-out loss (nats/token)", "held_out", "loss"),
         ("held-out perplexity", "held_out", "perplexity"),
-        ("judge rating (1-10)", "judge", "mean_rating"),
+        (f"judge rating ({_judge_scale(m['judge'])})", "judge", "mean_rating"),
     ):
         row(label, _val(m[measure]["base"], key), _val(m[measure]["tuned"], key))
     row("retention loss (forgetting)", m["retention_loss"]["base"], m["retention_loss"]["tuned"])
@@ -234,10 +263,64 @@ def markdown(report: dict[str, Any]) -> str:
         j = m["judge"][who]
         if j:
             lines.append(
-                f"- judge ({who}): {j['n']} rated, {j['unparseable']} unparseable, {j['judge_errors']} errors, "
-                f"{j['no_answer']} unanswered"
+                f"- judge ({who}): {j.get('style', 'mt-bench')}, scale {_judge_scale(m['judge'])}; {j['n']} rated, "
+                f"{j['unparseable']} unparseable, {j['judge_errors']} errors, {j['no_answer']} unanswered"
             )
+    lines += _answers_md(report.get("answers") or [])
     return "\n".join(lines) + "\n"
+
+
+def _judge_scale(pair: dict[str, Any]) -> str:
+    """ "1-10" (mt-bench, the default) or "1-5" (dk-bench), from whichever model was judged."""
+    judge = pair.get("base") or pair.get("tuned") or {}
+    low, high = judge.get("scale") or [1, 10]
+    return f"{low}-{high}"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#~])")
+_MD_LINE_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))(?=\s|$)", re.MULTILINE)
+
+
+def md_escape(text: str) -> str:
+    """Model and judge text as literal Markdown: inline specials backslash-escaped, and a line that would start a
+    list, heading or rule escaped at its start."""
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(_escape_marker, text)
+
+
+def _escape_marker(m: re.Match[str]) -> str:
+    indent, bullet, digits, dot = m.groups()
+    return indent + ("\\" + bullet if bullet else digits + "\\" + dot)
+
+
+def _quote(text: str | None) -> list[str]:
+    if text is None:
+        return ["> *(no answer: the prompt leaves no room to answer)*"]
+    if not text.strip():
+        return ["> *(empty answer)*"]
+    return [f"> {line}".rstrip() for line in md_escape(text).splitlines()]
+
+
+def _answers_md(rows: list[dict[str, Any]]) -> list[str]:
+    """The example answers, base then tuned, each with its rating and the judge's reason."""
+    shown = [r for r in rows if r.get("example")]
+    if not shown:
+        return []
+    judged = any(r[w].get("rating") is not None or r[w].get("reason") for r in shown for w in ("base", "tuned"))
+    lines = ["", "## Example answers", "", "Greedy answers of both models to held-out seed questions"
+             + (", rated by the judge." if judged else " (no judge configured: not rated).")]  # fmt: skip
+    for n, r in enumerate(shown, 1):
+        lines += ["", f"### {n}. `{r['leaf']}`", "", f"**Question:** {md_escape(r['question'])}", "",
+                  f"**Reference:** {md_escape(r['reference'])}"]  # fmt: skip
+        for who in ("base", "tuned"):
+            a = r[who]
+            rating = "" if a.get("rating") is None else f" — rating {_fmt(a['rating'], 1)}"
+            lines += ["", f"**{who.capitalize()}**{rating}:", "", *_quote(a.get("answer"))]
+            if a.get("reason"):
+                lines += ["", f"*Judge:* {md_escape(' '.join(a['reason'].split()))}"]
+    if len(rows) > len(shown):
+        lines += ["", f"{len(rows) - len(shown)} more answered items in evaluation.json (`answers`)."]
+    return lines
 
 
 def _val(summary: dict[str, Any] | None, key: str) -> float | None:

@@ -61,7 +61,7 @@ def run_select(cfg: SelectConfig) -> dict[str, Any]:
     if not ckpts:
         raise InputError(f"no checkpoints (samples_<N>/ or final/ with config.json) under "
                          f"{Path(cfg.checkpoints_dir) / 'phases' / cfg.phase}")  # fmt: skip
-    plan = Plan.build(cfg, [cfg.data] if cfg.data else [])
+    plan = Plan.build(cfg, [cfg.data] if cfg.data else [], examples=False)
     models = [score_model(d.name, str(d), plan) for d in ckpts]
     judge_all(plan, models)
     summaries = {m.name: summarize(m, plan) for m in models}
