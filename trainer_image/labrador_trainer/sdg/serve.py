@@ -31,6 +31,26 @@ def server_dtype() -> str:
     return inference_dtype("auto", cpu=not torch.cuda.is_available())
 
 
+def server_argv(
+    model: str | Path,
+    served_name: str,
+    *,
+    host: str,
+    port: int,
+    dtype: str = "auto",
+    args: Sequence[str] = (),
+) -> list[str]:
+    """The server's argv (no shell), one builder for the test/laptop server above and ``labrador-trainer serve``, so
+    the module path and the dtype rule cannot drift apart. ``args`` go to vLLM as they are; a ``--dtype`` among them
+    wins over ``dtype``, and ``auto`` becomes ``server_dtype()`` (vLLM's own ``auto`` would pick emulated bf16 on a
+    CPU without it, ~30x slower)."""
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
+    argv += ["--served-model-name", served_name, "--host", host, "--port", str(port), *args]
+    if not any(a == "--dtype" or a.startswith("--dtype=") for a in args):
+        argv += ["--dtype", server_dtype() if dtype == "auto" else dtype]
+    return argv
+
+
 @contextmanager
 def openai_server(
     model: str | Path,
@@ -45,10 +65,7 @@ def openai_server(
     stops the server's whole process group on exit. ``args`` go to the server as they are (argv, no shell); without a
     ``--dtype`` among them the server gets ``server_dtype()``."""
     port = free_port()
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
-    argv += ["--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), *args]
-    if not any(a == "--dtype" or a.startswith("--dtype=") for a in args):
-        argv += ["--dtype", server_dtype()]
+    argv = server_argv(model, served_name, host="127.0.0.1", port=port, args=args)
     with log.open("w") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
