@@ -565,7 +565,7 @@ def first_question(workspace: Path, report: str | None) -> str:
     except (OSError, ValueError):
         data = {}
     answers = [a for a in data.get("answers") or [] if isinstance(a, dict) and a.get("question")]
-    knowledge = [a for a in answers if "knowledge" in str(a.get("leaf") or "")]
+    knowledge = [a for a in answers if a.get("type") == "knowledge"]
     return str((knowledge or answers or [{"question": FALLBACK_QUESTION}])[0]["question"])
 
 

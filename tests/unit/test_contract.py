@@ -199,3 +199,23 @@ def test_evaluate_config_with_a_judge_style_loads_in_the_trainer(tmp_path: Path)
     assert isinstance(cfg, EvaluateConfig) and cfg.judge is not None
     assert cfg.judge.style == "dk-bench" and cfg.evaluation.examples == 3
     assert (cfg.judge_dict() or {})["style"] == "dk-bench"
+
+
+def test_the_serving_argv_is_what_serve_parses() -> None:
+    """builders/serving.py's argv for ``labrador-trainer serve`` parses, and every engine setting reaches vLLM."""
+    from labrador_operator.builders import serving
+    from labrador_trainer.cli import build_parser
+    from labrador_trainer.serving import run_serve, vllm_flags
+
+    vllm = {"maxModelLen": 2048, "gpuMemoryUtilization": 0.4, "dtype": "float32", "enforceEager": True}
+    spec = FineTuneJobSpec.model_validate(
+        {"model": {"uri": "pvc://models/student"}, "data": {"knowledgePath": "k"}, "serve": {"vllm": vllm}}
+    )
+    owner = b.Owner("ns", "ft", "uid")
+    for role in (serving.TUNED, serving.BASE):
+        argv = serving.serve_argv(owner, spec, spec.serve, role)  # type: ignore[arg-type]
+        assert argv[0] == "labrador-trainer"
+        args = build_parser().parse_args(argv[1:])
+        assert args.func is run_serve and args.port == serving.PORT and args.dtype == "float32"
+        assert vllm_flags(args) == ["--max-model-len", "2048", "--gpu-memory-utilization", "0.4",
+                                    "--tensor-parallel-size", "1", "--enforce-eager"]  # fmt: skip

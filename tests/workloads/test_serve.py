@@ -102,7 +102,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     port = free_port()
     argv = [sys.executable, "-m", "labrador_trainer", "serve", "--model", str(model), "--served-model-name", "smol"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager"]
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

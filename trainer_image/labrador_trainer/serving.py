@@ -36,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The flags are the operator's contract: it passes ``--model``, ``--served-model-name``, ``--port`` and
-    optionally ``--max-model-len``."""
+    """The flags are the operator's contract (builders/serving.py): ``--model``, ``--served-model-name``, ``--host``,
+    ``--port``, and with spec.serve.vllm ``--max-model-len``, ``--dtype``, ``--gpu-memory-utilization``,
+    ``--tensor-parallel-size`` and ``--enforce-eager``."""
     p = sub.add_parser("serve", help="serve a model directory with vLLM's OpenAI-compatible server")
     p.add_argument("--model", required=True, help="an HF model directory (config.json and weights)")
     p.add_argument("--served-model-name", required=True, help="the model's name in the API")
@@ -50,6 +51,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="auto",
         help="weights dtype; auto: the model's own on a GPU, on a CPU bfloat16 only where it is native",
     )
+    p.add_argument("--gpu-memory-utilization", type=float, default=None, help="share of GPU memory vLLM may use")
+    p.add_argument("--tensor-parallel-size", type=int, default=None, help="GPUs one engine spans")
+    p.add_argument("--enforce-eager", action="store_true", help="no graph compilation (starts minutes sooner on CPU)")
     p.set_defaults(func=run_serve)
 
 
@@ -98,6 +102,16 @@ def cpu_kv_cache() -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
 
 
+def vllm_flags(args: argparse.Namespace) -> list[str]:
+    """The engine settings as vLLM's server flags (numbers as the parser typed them: no free text)."""
+    out = ["--max-model-len", str(args.max_model_len)] if args.max_model_len else []
+    if args.gpu_memory_utilization is not None:
+        out += ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    if args.tensor_parallel_size is not None:
+        out += ["--tensor-parallel-size", str(args.tensor_parallel_size)]
+    return out + (["--enforce-eager"] if args.enforce_eager else [])
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from labrador_trainer.sdg.serve import server_argv
 
@@ -105,7 +119,7 @@ def run_serve(args: argparse.Namespace) -> int:
     problem = model_problem(model)
     if problem:
         return _user_error("serve", problem)
-    extra = ["--max-model-len", str(args.max_model_len)] if args.max_model_len else []
+    extra = vllm_flags(args)
     argv = server_argv(model, args.served_model_name, host=args.host, port=args.port, dtype=args.dtype, args=extra)
     cpu_kv_cache()
     log.info("serving %s as %r on %s:%d: %s", model, args.served_model_name, args.host, args.port, argv[1:])

@@ -290,9 +290,10 @@ class Gate(ApiModel):
     )
     min_judge_rating_gain: float | None = Field(
         default=None,
-        ge=-4,
-        le=4,
-        description="Tuned minus base mean judge rating (1-5) must be at least this (needs spec.evaluation.judge).",
+        ge=-9,
+        le=9,
+        description="Tuned minus base mean judge rating, on the judge's scale (1-10 mt-bench, 1-5 dk-bench), must be "
+        "at least this (needs spec.evaluation.judge).",
     )
     min_score_gain: float | None = Field(
         default=None,
