@@ -512,6 +512,9 @@ def follow(kube: Kube, opts: Options, names: dict[str, str], t0: float, alive: C
 
 #: what the demo asks the served model when the evaluation report has no question of a knowledge leaf
 FALLBACK_QUESTION = "What is a taxonomy in InstructLab?"
+#: Serving reasons that will not clear by themselves: the demo stops with them (and the server's log tail)
+SERVING_FAILED = {"NotPromoted", "ServerFailed", "OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
+                  "InvalidImageName", "CreateContainerConfigError"}  # fmt: skip
 
 
 @dataclass
@@ -538,8 +541,9 @@ def wait_served(kube: Kube, opts: Options, name: str, t0: float, timeout: float 
             last = line
         if cond and cond["status"] == "True":
             return obj
-        if cond and cond["reason"] in ("NotPromoted", "ServerFailed"):
-            raise DemoFailed(f"FineTuneJob {name} is not served: {cond.get('message')}")
+        if cond and cond["reason"] in SERVING_FAILED:
+            logs = kube.kubectl("logs", f"deployment/{name}-serve", "-n", NAMESPACE, "--tail=30", check=False)
+            raise DemoFailed(f"FineTuneJob {name} is not served: {cond['reason']} {cond.get('message')}\n{logs}")
         if time.monotonic() > deadline:
             raise DemoFailed(f"FineTuneJob {name} not served after {timeout:.0f}s: {line}")
         time.sleep(opts.poll)

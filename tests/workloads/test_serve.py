@@ -260,3 +260,13 @@ def test_a_conversation_from_stdin_keeps_its_history(recorder: str) -> None:
         b["stream"] and b["model"] == "rec" and b["max_tokens"] == 8 and b["temperature"] == 0.5
         for b in _Recorder.bodies
     )
+
+
+def test_the_cpu_kv_cache_is_sized_from_the_pod_limit() -> None:
+    """vLLM's CPU KV cache: a share of the container's limit, never all of it (an OOM kill at the first request)."""
+    from labrador_trainer.serving import cpu_kv_cache_gib
+
+    gib = 2**30
+    assert cpu_kv_cache_gib(6 * gib, 0.2) == 1 and cpu_kv_cache_gib(8 * gib, None) == 2
+    assert cpu_kv_cache_gib(2 * gib, 0.1) == 1  # at least 1 GiB
+    assert cpu_kv_cache_gib(None, 0.9) == 2  # no limit: the fixed default

@@ -26,8 +26,10 @@ log = logging.getLogger("labrador_trainer.serving")
 EXIT_USER_ERROR = 2
 #: when the terminal's width is unknown (a pipe, a CI log)
 FALLBACK_WIDTH = 100
-#: GiB of KV cache vLLM gets on a CPU unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise
+#: GiB of KV cache vLLM gets on a CPU without a memory limit, unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise
 CPU_KV_CACHE_GIB = "2"
+#: without --gpu-memory-utilization, the share of the container's memory limit the KV cache gets on a CPU
+DEFAULT_CPU_SHARE = 0.25
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,15 +93,39 @@ def model_problem(model: Path) -> str | None:
     return None
 
 
-def cpu_kv_cache() -> None:
+def memory_limit_bytes() -> int | None:
+    """The container's memory limit (cgroup v2, then v1); None when unlimited or unknown."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 says "unlimited" with a huge number
+            return int(text)
+    return None
+
+
+def cpu_kv_cache_gib(limit: int | None, utilization: float | None) -> int:
+    """GiB of KV cache on a CPU: ``utilization`` (default DEFAULT_CPU_SHARE) of the container's memory limit, at least
+    1; CPU_KV_CACHE_GIB when there is no limit. The rest of the limit is for the server's three processes (API
+    server, engine core, worker: each a Python with torch, ~0.6 GiB) and the weights — measured: 2 GiB of KV cache in
+    a 4 GiB pod was OOM-killed at the first request."""
+    if limit is None:
+        return int(CPU_KV_CACHE_GIB)
+    share = DEFAULT_CPU_SHARE if utilization is None else utilization
+    return max(1, int(limit / 2**30 * share))
+
+
+def cpu_kv_cache(utilization: float | None) -> None:
     """On a CPU, vLLM otherwise reserves ``--gpu-memory-utilization`` (0.92) of the NUMA node's memory — the host's,
     not the pod's limit — and refuses to start when other processes use more than 8% of it; a fixed KV cache
-    (vLLM's ``VLLM_CPU_KVCACHE_SPACE``, GiB) starts in any pod with room for it. Set in the environment the exec'd
-    server inherits; a value already there (the Deployment's) wins."""
+    (vLLM's ``VLLM_CPU_KVCACHE_SPACE``, GiB) sized from the pod's limit starts in any pod with room for it. Set in the
+    environment the exec'd server inherits; a value already there (the Deployment's) wins."""
     import torch
 
     if not torch.cuda.is_available():
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
+        gib = cpu_kv_cache_gib(memory_limit_bytes(), utilization)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(gib))
 
 
 def vllm_flags(args: argparse.Namespace) -> list[str]:
@@ -121,7 +147,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return _user_error("serve", problem)
     extra = vllm_flags(args)
     argv = server_argv(model, args.served_model_name, host=args.host, port=args.port, dtype=args.dtype, args=extra)
-    cpu_kv_cache()
+    cpu_kv_cache(args.gpu_memory_utilization)
     log.info("serving %s as %r on %s:%d: %s", model, args.served_model_name, args.host, args.port, argv[1:])
     sys.stdout.flush()
     sys.stderr.flush()
