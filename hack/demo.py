@@ -28,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -549,17 +548,40 @@ def wait_served(kube: Kube, opts: Options, name: str, t0: float, timeout: float 
         time.sleep(opts.poll)
 
 
+@contextlib.contextmanager
+def api_proxy(kube: Kube) -> Iterator[str]:
+    """``kubectl proxy`` on a free loopback port: the API server's URL on this host with the kubeconfig's own
+    credentials (whatever they are), for plain HTTP clients."""
+    argv = [str(kube.bin_dir / "kubectl"), f"--kubeconfig={kube.kubeconfig}", "proxy", "--port=0",
+            "--address=127.0.0.1"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=kube.env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "Starting to serve on 127.0.0.1:PORT"
+        m = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if not m:
+            raise DemoFailed(f"kubectl proxy did not start: {line.strip()}")
+        yield f"http://127.0.0.1:{m.group(1)}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def ask(kube: Kube, service: str, model: str, question: str, max_tokens: int = 96) -> str:
-    """One OpenAI chat completion from the served model, through the API server's proxy to its Service (the
-    cluster's network is not routed to this host)."""
-    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
-            "temperature": 0}  # fmt: skip
-    path = f"/api/v1/namespaces/{NAMESPACE}/services/{service}:http/proxy/v1/chat/completions"
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
-        json.dump(body, f)
-        f.flush()
-        reply = json.loads(kube.kubectl("create", "--raw", path, "-f", f.name, timeout=300))
-    return str(reply["choices"][0]["message"]["content"]).strip()
+    """One chat completion from the served model, streamed, with ``labrador-trainer chat``'s client, through the
+    API server's proxy to its Service (the cluster's network is not routed to this host; ``kubectl port-forward``
+    is the other way in)."""
+    from labrador_trainer import chat
+
+    with api_proxy(kube) as api:
+        url = f"{api}/api/v1/namespaces/{NAMESPACE}/services/{service}:http/proxy"
+        try:
+            server = chat.connect("tuned", url, model)
+            reply = chat.stream_chat(server, [{"role": "user", "content": question}], max_tokens=max_tokens,
+                                     temperature=0.0, on_text=lambda _: None)  # fmt: skip
+        except chat.ChatError as e:
+            raise DemoFailed(f"the served model did not answer: {e}") from None
+    return reply.text.strip()
 
 
 def first_question(workspace: Path, report: str | None) -> str:
