@@ -71,3 +71,25 @@ def test_health_of_real_objects(installed: Kube, operator: Any, namespace: str, 
     stale = copy.deepcopy(running)
     stale["metadata"]["generation"] = running["metadata"]["generation"] + 1
     assert health(stale)[0] == "Progressing" and "generation" in health(stale)[1]
+
+
+def test_health_of_a_served_job() -> None:
+    """A succeeded FineTuneJob with spec.serve, its status as the operator's own decision makes it: Progressing
+    while the server loads, Healthy once it answers, Suspended at replicas 0, Degraded when it cannot serve."""
+    from labrador_operator.reconcile.observe import Children, PodState
+    from tests.unit.test_serving import _deployment, _finished
+
+    def obj(plan: Any) -> dict[str, Any]:
+        return {"metadata": {"generation": 3}, "status": {**plan.status, "phase": "Succeeded"}}
+
+    starting = health(obj(_finished({}, Children())))
+    assert starting[0] == "Progressing" and starting[1].startswith("ServerStarting: waiting for ft-serve"), starting
+    ready = Children(deployments={"ft-serve": _deployment({}, ready=1)}, services={"ft-serve"})
+    assert health(obj(_finished({}, ready)))[0] == "Healthy"
+    assert health(obj(_finished({"replicas": 0}, ready)))[0] == "Suspended"
+    oom = PodState(name="ft-serve-x", job="", index=0, phase="Running", ip=None, problem="OOMKilled",
+                   problem_message="killed", role="serve")  # fmt: skip
+    crashed = Children(deployments={"ft-serve": _deployment({})}, services={"ft-serve"}, pods={oom.name: oom})
+    assert health(obj(_finished({}, crashed))) == ("Degraded", "OOMKilled: model server ft-serve: killed")
+    rejected = health(obj(_finished({}, Children(), promoted=False)))
+    assert rejected == ("Degraded", "NotPromoted: the quality gate rejected the model")

@@ -34,7 +34,18 @@ if status.observedGeneration ~= nil and obj.metadata.generation ~= nil
   return hs
 end
 local phase = status.phase
-if phase == "Succeeded" or phase == "Ready" then
+-- a succeeded FineTuneJob with spec.serve: healthy once its server answers (Serving True)
+local serving = condition(status, "Serving")
+if phase == "Succeeded" and serving ~= nil and serving.status ~= "True" then
+  if serving.reason == "ServerStarting" or serving.reason == "Unschedulable" then
+    hs.status = "Progressing"
+  elseif serving.reason == "ServerStopped" then
+    hs.status = "Suspended"
+  else
+    hs.status = "Degraded"  -- NotPromoted, ServerFailed, OOMKilled, CrashLoopBackOff, ImagePullBackOff, ...
+  end
+  hs.message = serving.reason .. ": " .. (serving.message or "")
+elseif phase == "Succeeded" or phase == "Ready" then
   hs.status = "Healthy"
   hs.message = explain(status, phase)
 elseif phase == "Failed" or phase == "Invalid" then
