@@ -70,8 +70,9 @@ def test_a_gate_needs_the_evaluation() -> None:
         spec(evaluation={"enabled": False, "gate": {"maxForgetting": 0.1}})
 
 
-def _evaluated(result: dict[str, Any], gate: dict[str, Any] | None) -> Any:
-    s: FineTuneJobSpec = spec(evaluation={"enabled": True, **({"gate": gate} if gate else {})})
+def _evaluated(result: dict[str, Any], gate: dict[str, Any] | None, **spec_fields: Any) -> Any:
+    """The reconcile that ends a job whose evaluation reported ``result`` (``spec_fields``: more of its spec)."""
+    s: FineTuneJobSpec = spec(evaluation={"enabled": True, **({"gate": gate} if gate else {})}, **spec_fields)
     kids = Children(
         jobs={"ft-knowledge": job("ft-knowledge", **DONE), "ft-skills": job("ft-skills", **DONE),
               "ft-evaluate": job("ft-evaluate", **{**DONE, "succeeded": 1, "completions": 1})},

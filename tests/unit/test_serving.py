@@ -11,23 +11,14 @@ from pydantic import ValidationError
 from labrador_operator.builders import serving as b
 from labrador_operator.reconcile.observe import Children, DeploymentState, PodState, deployment_state
 from labrador_operator.reconcile.serving import SPEC_HASH
-from tests.unit.test_gate import MEASURED
-from tests.unit.test_reconcile_finetune import DONE, OWNER, SETTINGS, job, run, spec
+from tests.unit.test_gate import MEASURED, _evaluated
+from tests.unit.test_reconcile_finetune import OWNER, SETTINGS, run, spec
 
 
 def _ending(serve: dict[str, Any] | None, forgetting: float = 0.03) -> Any:
     """The reconcile that ends a gated job (maxForgetting 0.1) with ``serve`` as spec.serve."""
     served = {} if serve is None else {"serve": serve}
-    s = spec(evaluation={"enabled": True, "gate": {"maxForgetting": 0.1}}, **served)
-    kids = Children(
-        jobs={"ft-knowledge": job("ft-knowledge", **DONE), "ft-skills": job("ft-skills", **DONE),
-              "ft-evaluate": job("ft-evaluate", **{**DONE, "succeeded": 1, "completions": 1})},
-        config_maps={"ft-config"},
-        services={"ft-knowledge", "ft-skills"},
-    )  # fmt: skip
-    kids.pods["e0"] = PodState(name="e0", job="ft-evaluate", index=0, phase="Succeeded", ip=None, exit_code=0,
-                               result={**MEASURED, "forgetting_delta": forgetting})  # fmt: skip
-    return run(s, kids)
+    return _evaluated({**MEASURED, "forgetting_delta": forgetting}, {"maxForgetting": 0.1}, **served)
 
 
 def cond(plan: Any, type_: str) -> dict[str, Any] | None:

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +18,7 @@ import pytest
 
 import labrador_trainer
 from labrador_trainer.chat import ChatError, api_base, connect, delta_text, side_by_side, sse_data, stream_chat
-from labrador_trainer.sdg.serve import free_port
+from labrador_trainer.sdg.serve import free_port, server_process
 from tests.workloads.conftest import GGUF
 
 pytestmark = pytest.mark.workloads
@@ -103,33 +100,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     argv = [sys.executable, "-m", "labrador_trainer", "serve", "--model", str(model), "--served-model-name", "smol"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, url, log, timeout=600)
+    with server_process(argv, f"http://127.0.0.1:{port}", log, env=ENV, timeout=600) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"serve exited {proc.returncode}: {log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"serve did not come up in {timeout:.0f} s: {log.read_text()[-3000:]}"
-        time.sleep(1)
 
 
 def test_chat_answers_one_question(served: str) -> None:

@@ -66,11 +66,21 @@ def openai_server(
     ``--dtype`` among them the server gets ``server_dtype()``."""
     port = free_port()
     argv = server_argv(model, served_name, host="127.0.0.1", port=port, args=args)
+    with server_process(argv, f"http://127.0.0.1:{port}", log, env=env, timeout=timeout) as url:
+        yield url
+
+
+@contextmanager
+def server_process(
+    argv: Sequence[str], url: str, log: Path, *, env: Mapping[str, str] | None = None, timeout: float = 600
+) -> Iterator[str]:
+    """Runs ``argv`` (an OpenAI-compatible server listening at ``url``) in a session of its own, logging to ``log``;
+    yields ``url`` once ``/v1/models`` answers and stops the whole process group on exit (vLLM's engine core is a
+    child of the server)."""
     with log.open("w") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+            list(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
         )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -83,7 +93,7 @@ def openai_server(
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM server did not come up in {timeout:.0f} s")
+                raise RuntimeError(f"vLLM server did not come up in {timeout:.0f} s: {log.read_text()[-3000:]}")
             time.sleep(1)
         yield url
     finally:
