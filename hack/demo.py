@@ -673,9 +673,9 @@ class Summary:
             f"  output model    pvc://{CLAIM}/{self.model}",
             f"                  (on this host: {workspace / self.model})",
             f"  report          {host_path(workspace, self.report) if self.report else 'n/a'}",
+            *side_by_side(read_report(host_path(workspace, self.report)) if self.report else {}),
             *self.serving_lines(),
             f"  wall time       {self.wall_seconds:.0f}s",
-            *side_by_side(read_report(host_path(workspace, self.report)) if self.report else {}),
             "=" * 72,
         ]
         return "\n".join(lines)
