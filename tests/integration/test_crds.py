@@ -389,10 +389,10 @@ def test_printer_columns_filter_conditions_by_type(installed: Kube, namespace: s
     )
     out = installed.kubectl("get", "finetunejobs", "-n", namespace).stdout.splitlines()
     header, row = out[0].split(), out[1].split()
-    assert header == ["NAME", "PHASE", "STAGE", "PROGRESS", "ETA", "READY", "PROMOTED", "AGE"]
+    assert header == ["NAME", "PHASE", "STAGE", "PROGRESS", "ETA", "READY", "PROMOTED", "ENDPOINT", "AGE"]
     assert row[:6] == [name, "Running", "skills", "42", "12m30s", "False"]
     wide = installed.kubectl("get", "ftj", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert "LOSS" in wide[0].split() and "1.25" in wide[1].split()
+    assert "LOSS" in wide[0].split() and "1.25" in wide[1].split() and "SERVING" in wide[0].split()
     # the `labrador` category lists every kind
     installed.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "taxonomy.yaml"))
     every = installed.kubectl("get", "labrador", "-n", namespace).stdout
