@@ -525,6 +525,11 @@ class Served:
     question: str
     answer: str
 
+    @property
+    def service(self) -> str:
+        """The Service's name: the first label of the URL's host."""
+        return self.url.removeprefix("http://").split(".", 1)[0]
+
 
 def wait_served(kube: Kube, opts: Options, name: str, t0: float, timeout: float = 900) -> dict[str, Any]:
     """The FineTuneJob once its Serving condition is True (raises DemoFailed with the reason when it is False for
@@ -586,13 +591,8 @@ def ask(kube: Kube, service: str, model: str, question: str, max_tokens: int = 9
 
 def first_question(workspace: Path, report: str | None) -> str:
     """The evaluation's first knowledge-leaf question, when its report lists answered questions."""
-    try:
-        data = json.loads(host_path(workspace, report).read_text()) if report else {}
-    except (OSError, ValueError):
-        data = {}
-    answers = [a for a in data.get("answers") or [] if isinstance(a, dict) and a.get("question")]
-    knowledge = [a for a in answers if a.get("type") == "knowledge"]
-    return str((knowledge or answers or [{"question": FALLBACK_QUESTION}])[0]["question"])
+    answer = knowledge_answer(read_report(host_path(workspace, report)) if report else {})
+    return str((answer or {}).get("question") or FALLBACK_QUESTION)
 
 
 def try_served(kube: Kube, opts: Options, name: str, t0: float) -> Served:
@@ -600,10 +600,10 @@ def try_served(kube: Kube, opts: Options, name: str, t0: float) -> Served:
     serving = obj["status"]["outputs"]["serving"]
     report = ((obj["status"].get("outputs") or {}).get("evaluation") or {}).get("report")
     question = first_question(opts.workspace, report)
-    service = serving["url"].removeprefix("http://").split(".", 1)[0]
-    answer = ask(kube, service, serving["model"], question)
-    say(opts, f"[{time.monotonic() - t0:6.0f}s] served model {serving['model']} answered: {answer[:200]!r}")
-    return Served(url=serving["url"], model=serving["model"], question=question, answer=answer)
+    served = Served(url=serving["url"], model=serving["model"], question=question, answer="")
+    served.answer = ask(kube, served.service, served.model, question)
+    say(opts, f"[{time.monotonic() - t0:6.0f}s] served model {served.model} answered: {served.answer[:200]!r}")
+    return served
 
 
 # --- summary ------------------------------------------------------------------------------------------------------
@@ -684,7 +684,7 @@ class Summary:
         if self.served is None:
             return []
         s = self.served
-        service = s.url.removeprefix("http://").split(".", 1)[0]
+        service = s.service
         return [
             f"  served          model {s.model} at {s.url}/v1 (OpenAI API, vLLM on CPU)",
             f"                  try it: kubectl -n {NAMESPACE} port-forward svc/{service} 8000:8000 &",
@@ -703,6 +703,13 @@ def read_report(path: Path) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
+def knowledge_answer(report: dict[str, Any]) -> dict[str, Any] | None:
+    """evaluation.json's first answered question of a knowledge leaf (None without one)."""
+    answers = [a for a in report.get("answers") or [] if isinstance(a, dict)]
+    knowledge = [a for a in answers if a.get("type") == "knowledge" or str(a.get("leaf", "")).startswith("knowledge")]
+    return knowledge[0] if knowledge else None
+
+
 def side_by_side(report: dict[str, Any], width: int = 72) -> list[str]:
     """The first knowledge leaf's answer of evaluation.json: question and reference, then the base and the tuned
     model's answers in two wrapped columns (with their judge ratings, when judged). [] for a report without
@@ -710,11 +717,9 @@ def side_by_side(report: dict[str, Any], width: int = 72) -> list[str]:
     import textwrap
     from itertools import zip_longest
 
-    answers = [a for a in report.get("answers") or [] if isinstance(a, dict)]
-    knowledge = [a for a in answers if a.get("type") == "knowledge" or str(a.get("leaf", "")).startswith("knowledge")]
-    if not knowledge:
+    a = knowledge_answer(report)
+    if a is None:
         return []
-    a = knowledge[0]
     indent = "  "
     body = max(width - len(indent) - 16, 20)
     col = max((width - len(indent) - 3) // 2, 10)
