@@ -190,9 +190,10 @@ def kubelet_config(d: Path, ns: str, ca: Path) -> dict:
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": 10248,
         "readOnlyPort": 0,
-        # a shared, small disk: no image GC or disk-pressure eviction of the demo's images
+        # a shared disk: no image GC, and disk-pressure eviction only when it is all but full (an absolute floor:
+        # a percentage of a large shared disk is gigabytes other tenants hold; start() checks the room up front)
         "imageGCHighThresholdPercent": 100,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "512Mi", "imagefs.available": "512Mi"},
         "shutdownGracePeriod": "0s",
         "localStorageCapacityIsolation": True,
         "registerNode": True,
@@ -241,8 +242,25 @@ def registry_store() -> Path:
     return labrador_cache() / "registry"
 
 
-#: the registry's store is a cache: past this size (old dependency layers pile up) it starts empty again
-REGISTRY_STORE_MAX_BYTES = 12 * 1024**3
+#: the registry's store is a cache: past this size (old dependency layers pile up) it starts empty again; one set of
+#: the images is ~3 GiB compressed, so this keeps one change of the locked dependencies' layer and no more
+REGISTRY_STORE_MAX_BYTES = 6 * 1024**3
+#: the free disk a real node needs: containerd holds the images compressed and unpacked (~10 GiB for the CPU
+#: trainer), the registry a copy, the demo its models and states; below this start() refuses with the numbers
+NODE_DISK_NEEDED_BYTES = 16 * 1024**3
+
+
+def check_disk(d: Path, needed: int = NODE_DISK_NEEDED_BYTES) -> None:
+    """Fail before anything starts when the disk under ``d`` (and the cache) cannot hold a node's images."""
+    for where in {d, labrador_cache()}:
+        probe = where if where.exists() else where.parent
+        free = shutil.disk_usage(probe).free
+        if free < needed:
+            raise RuntimeError(
+                f"the real node needs {needed / 1024**3:.0f} GiB free under {where} and {free / 1024**3:.1f} GiB "
+                "are: containerd unpacks the images there (free space: old pytest runs in /tmp/pytest-of-*, "
+                "the cluster dirs `hack/cluster.py down` leaves, ~/.cache/labrador)"
+            )
 
 
 def trim_registry_store() -> None:
@@ -437,11 +455,12 @@ def start(
     process and records its pid; ``request`` is the admin REST client.
     """
     registry = f"127.0.0.1:{registry_port}"
+    trim_registry_store()
+    check_disk(d)
     write_configs(d, ns, bins, ca, registry, kubeconfigs)
     path = f"{bins}:{bins / 'cni'}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     logs = d / "logs"
 
-    trim_registry_store()
     registry_store().mkdir(parents=True, exist_ok=True)
     (d / "registry.yml").write_text(registry_config(registry_port))
     # no tracing exporter (it would try localhost:4318 every 15 s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,7 +83,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(train_model: Path, inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(train_model: Path, inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A two-phase run: ``general`` (chat on the general file's vocabulary: the base model of the evaluation, since
     the truncated SmolLM2 itself is worse than uniform on everything), then ``knowledge`` (the facts, at a high rate,
     long enough to forget some of the general material: the tuned model); checkpoints samples_24 and final."""
@@ -98,7 +99,8 @@ def trained(train_model: Path, inputs: dict[str, Path], tmp_path_factory: pytest
               "effective_batch_size": 6, "scheduler": "constant"}]}
     )  # fmt: skip
     assert run_training(cfg, handle_sigterm=False)["status"] == "Succeeded"
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def _base(trained: Path) -> Path:

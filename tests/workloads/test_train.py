@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,13 +100,16 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def train_baseline(train_model: Path, train_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted two-phase run, in process."""
+def train_baseline(
+    train_model: Path, train_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """An uninterrupted two-phase run, in process (its states are gone with the module: a gigabyte and more)."""
     out = tmp_path_factory.mktemp("baseline")
     summary = run_training(_cfg(train_model, train_data, out), handle_sigterm=False)
     assert summary["status"] == "Succeeded"
     assert [p["steps"] for p in summary["phases"]] == [3, 3]
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def test_labels_only_on_assistant_spans(train_model: Path, train_data: dict[str, Path]) -> None:
@@ -432,11 +436,14 @@ def _torchrun_to_end(cfg: TrainConfig, cfg_path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(train_model: Path, train_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fsdp_run(
+    train_model: Path, train_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """An uninterrupted two-process FULL_SHARD run of the first phase, a full state after every step."""
     out = tmp_path_factory.mktemp("fsdp")
     _torchrun_to_end(_knowledge_only(train_model, train_data, out / "run"), out / "run.json")
-    return out / "run"
+    yield out / "run"
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def test_fsdp_two_processes_match_one(train_baseline: Path, fsdp_run: Path) -> None:

@@ -6,6 +6,7 @@ truncated copy (first N decoder layers, same tokenizer) makes CPU training tests
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -13,13 +14,37 @@ import tempfile
 from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("LABRADOR_CACHE", Path.home() / ".cache" / "labrador")) / "models"
+#: bump when what prepare_model writes changes (a new key; the old build is pruned)
+FORMAT = 1
+
+
+@functools.cache
+def _content_hash(gguf: Path) -> str:
+    """The file's sha256: the key follows the weights, not the path or mtime a fresh virtualenv gives them."""
+    h = hashlib.sha256()
+    with gguf.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _prefix(gguf: Path, layers: int | None) -> str:
+    stem = gguf.name.removesuffix(".gguf")
+    return f"{stem}-L{layers}-" if layers else f"{stem}-"
 
 
 def _key(gguf: Path, layers: int | None) -> str:
-    st = gguf.stat()
-    h = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{int(st.st_mtime)}:{layers}".encode()).hexdigest()[:12]
-    stem = gguf.name.removesuffix(".gguf")
-    return f"{stem}-L{layers}-{h}" if layers else f"{stem}-{h}"
+    h = hashlib.sha256(f"{_content_hash(gguf.resolve())}:{FORMAT}:{layers}".encode()).hexdigest()[:12]
+    return _prefix(gguf, layers) + h
+
+
+def _prune(gguf: Path, layers: int | None, keep: Path) -> None:
+    """Remove the cache's other builds of this model and cut (older weights or format): one copy per key."""
+    prefix = _prefix(gguf, layers)
+    for old in keep.parent.glob(prefix + "*"):
+        rest = old.name.removeprefix(prefix)
+        if old != keep and old.is_dir() and len(rest) == 12 and not rest.startswith("L"):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_model(gguf: str | Path, out: str | Path, *, layers: int | None = None) -> Path:
@@ -60,4 +85,8 @@ def prepare_model(gguf: str | Path, out: str | Path, *, layers: int | None = Non
 def cached_model(gguf: str | Path, *, layers: int | None = None) -> Path:
     """The HF directory for ``gguf`` under ``~/.cache/labrador/models/<name>-<hash>/``, made on first use."""
     gguf = Path(gguf)
-    return prepare_model(gguf, CACHE_DIR / _key(gguf, layers), layers=layers)
+    out = CACHE_DIR / _key(gguf, layers)
+    if not (out / "config.json").exists():
+        prepare_model(gguf, out, layers=layers)
+        _prune(gguf, layers, out)
+    return out
