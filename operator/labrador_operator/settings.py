@@ -39,6 +39,9 @@ class Settings:
     shm_size_cpu: str = "1Gi"
     #: environment every workload container gets (the chart's workloadEnv), before the job's own variables
     workload_env: dict[str, str] = field(default_factory=dict)
+    #: KServe is installed and the operator may manage InferenceServices (spec.serve.runtime kserve): it watches
+    #: and lists them only then (the chart's kserve.enabled grants their RBAC and sets LABRADOR_KSERVE)
+    kserve: bool = False
 
     @classmethod
     def from_env(cls, e: Mapping[str, str]) -> Settings:
@@ -61,4 +64,5 @@ class Settings:
             cache_resync_seconds=float(e.get("LABRADOR_CACHE_RESYNC_SECONDS", cls.cache_resync_seconds)),
             reconcile_workers=int(e.get("LABRADOR_MAX_WORKERS", cls.reconcile_workers)),
             pod_annotations=annotations,
+            kserve=e.get("LABRADOR_KSERVE", "").strip().lower() in ("1", "true", "yes"),
         )

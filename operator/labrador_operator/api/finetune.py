@@ -77,7 +77,9 @@ class Reason(StrEnum):
     SERVER_READY = "ServerReady"
     SERVER_STARTING = "ServerStarting"
     SERVER_STOPPED = "ServerStopped"  # spec.serve.replicas 0
-    SERVER_FAILED = "ServerFailed"  # the Deployment's progress deadline passed
+    SERVER_FAILED = "ServerFailed"  # the Deployment's progress deadline passed; KServe could not load the model
+    KSERVE_NOT_ENABLED = "KServeNotEnabled"  # runtime kserve, but the operator was not started with kserve enabled
+    KSERVE_NOT_INSTALLED = "KServeNotInstalled"  # runtime kserve, but the cluster serves no InferenceService API
     NOT_PROMOTED = "NotPromoted"  # spec.serve, but the gate rejected the model: never served
 
 
@@ -404,9 +406,43 @@ class ServeResources(BaseResources):
 class Serve(ApiModel):
     """Serving of the tuned model once the job has succeeded and the model is promoted: vLLM's OpenAI-compatible
     server (``/v1/chat/completions``, ``/v1/models``) as a Deployment and a Service ``<name>-serve`` on port 8000, in
-    the workload image. A model the quality gate rejects is never served. Removing spec.serve removes the server."""
+    the workload image; or, with ``runtime: kserve``, a KServe InferenceService ``<name>-serve`` (RawDeployment,
+    KServe's Hugging Face runtime on vLLM, OpenAI API under ``/openai/v1``) reading the model from the workspace
+    claim. A model the quality gate rejects is never served. Removing spec.serve removes the server."""
 
-    replicas: int = Field(default=1, ge=0, le=16, description="Server pods (0 stops serving, keeps the Service).")
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.runtime) || self.runtime != 'kserve' || !has(self.replicas) || self.replicas >= 1",
+                "spec.serve.runtime kserve needs spec.serve.replicas >= 1 (an InferenceService's minReplicas and "
+                "maxReplicas); remove spec.serve to stop serving",
+                field_path=".replicas",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.runtime) || self.runtime != 'kserve' || !has(self.compareBase) || !self.compareBase",
+                "spec.serve.compareBase is served by runtime deployment only",
+                field_path=".compareBase",
+                reason="FieldValueInvalid",
+            ),
+        )
+    }
+
+    runtime: Literal["deployment", "kserve"] = Field(
+        default="deployment",
+        description="Who runs the server. deployment: the operator's own Deployment and Service (vLLM in the "
+        "workload image). kserve: a KServe InferenceService (serving.kserve.io/v1beta1, RawDeployment mode, model "
+        "format huggingface, storageUri pvc://<workspace claim>/<output model>); needs KServe in the cluster and "
+        "the chart's kserve.enabled. replicas becomes its minReplicas and maxReplicas (>= 1); compareBase is not "
+        "available.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="Server pods (0 stops serving, keeps the Service). runtime kserve: the InferenceService's "
+        "minReplicas and maxReplicas, at least 1.",
+    )
     served_model_name: str | None = Field(
         default=None,
         max_length=128,
@@ -423,6 +459,14 @@ class Serve(ApiModel):
         description="How vLLM serves the model (context length, memory share, dtype, eager); as for an SDG teacher.",
     )
     resources: ServeResources = object_field(ServeResources, "Resources of each serving pod.")
+
+    @model_validator(mode="after")
+    def _kserve(self) -> Serve:
+        if self.runtime == "kserve" and self.replicas < 1:
+            raise ValueError("spec.serve.runtime kserve needs spec.serve.replicas >= 1; remove spec.serve to stop")
+        if self.runtime == "kserve" and self.compare_base:
+            raise ValueError("spec.serve.compareBase is served by runtime deployment only")
+        return self
 
 
 class FineTuneJobSpec(ApiModel):
@@ -520,7 +564,15 @@ class Exported(StatusModel):
 
 
 class Serving(StatusModel):
-    url: str | None = Field(default=None, max_length=1024, description="The server's in-cluster URL (API under /v1).")
+    url: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The server's URL: the Service's in-cluster URL (OpenAI API under /v1), or, with runtime "
+        "kserve, the InferenceService's status.url (OpenAI API under /openai/v1).",
+    )
+    runtime: Literal["kserve"] | None = Field(
+        default=None, description="kserve when a KServe InferenceService serves the model (absent: the Deployment)."
+    )
     model: str | None = Field(default=None, max_length=128, description="The model name to send in requests.")
     ready_replicas: int | None = Field(default=None, ge=0, description="Server pods ready.")
     base_url: str | None = Field(

@@ -122,3 +122,66 @@ def build_service(owner: Owner, role: str = TUNED) -> common.Manifest:
             "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+
+
+# --- runtime kserve: a KServe InferenceService instead of the Deployment and Service ------------------------------
+
+KSERVE_API = "serving.kserve.io/v1beta1"
+KSERVE_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+#: KServe's Hugging Face server answers the OpenAI API under this path of the InferenceService's URL
+KSERVE_OPENAI_PATH = "/openai/v1"
+
+
+def storage_uri(owner: Owner, spec: FineTuneJobSpec) -> str:
+    """``pvc://<claim>/<sub path>/<output model>``: the directory the Deployment path serves from the workspace."""
+    ws = spec.workspace
+    path = "/".join(p.strip("/") for p in (ws.sub_path or "", output_dir(owner, spec)) if p.strip("/"))
+    return f"pvc://{ws.claim_name}/{path}"
+
+
+def kserve_args(owner: Owner, serve: Serve) -> list[str]:
+    """KServe's Hugging Face server's arguments: the served model name, then vLLM's engine settings (the server
+    hands them to vLLM, its backend on GPUs). Typed values only, as for the Deployment's argv."""
+    args = [f"--model_name={model_name(owner, serve)}"]
+    v = serve.vllm
+    if v is not None:
+        args += [f"--max-model-len={v.max_model_len}", f"--dtype={v.dtype}"]
+        args += [f"--gpu-memory-utilization={v.gpu_memory_utilization}"]
+        args += [f"--tensor-parallel-size={v.tensor_parallel_size}"]
+        args += ["--enforce-eager"] if v.enforce_eager else []
+    return args
+
+
+def build_inference_service(owner: Owner, spec: FineTuneJobSpec, settings: Settings) -> common.Manifest:
+    """spec.serve with runtime kserve: one InferenceService ``<name>-serve`` in RawDeployment mode (a Deployment and
+    a Service of KServe's, no Knative), model format huggingface from the workspace claim, ``replicas`` pods exactly
+    (minReplicas = maxReplicas), owned by the FineTuneJob like every other child."""
+    serve = spec.serve
+    assert serve is not None and serve.runtime == "kserve"
+    res = serve.resources
+    meta = common.metadata(serve_name(owner), owner.namespace, owner.ref(), TUNED)
+    meta["annotations"][KSERVE_DEPLOYMENT_MODE] = "RawDeployment"
+    extra = res.pod_metadata
+    predictor: dict[str, Any] = {
+        "minReplicas": serve.replicas,
+        "maxReplicas": serve.replicas,
+        # the pods carry Labrador's labels (role serve): the operator sees their problems as it does its own pods'
+        "labels": {**((extra.labels if extra else None) or {}), **meta["labels"]},
+        "annotations": {**((extra.annotations if extra else None) or {}), **settings.pod_annotations},
+        "model": {
+            "modelFormat": {"name": "huggingface"},
+            "storageUri": storage_uri(owner, spec),
+            "args": kserve_args(owner, serve),
+            "resources": common.container_resources(res, res.gpus),
+        },
+    }
+    tol = common.tolerations(res, res.gpus)
+    if tol:
+        predictor["tolerations"] = tol
+    if res.node_selector:
+        predictor["nodeSelector"] = dict(res.node_selector)
+    if res.priority_class_name:
+        predictor["priorityClassName"] = res.priority_class_name
+    if not predictor["annotations"]:
+        del predictor["annotations"]
+    return {"apiVersion": KSERVE_API, "kind": "InferenceService", "metadata": meta, "spec": {"predictor": predictor}}

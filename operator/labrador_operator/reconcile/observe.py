@@ -86,6 +86,26 @@ class DeploymentState:
     spec_hash: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class InferenceServiceState:
+    """A KServe InferenceService (spec.serve.runtime kserve) as KServe's controller reports it."""
+
+    name: str
+    role: str
+    #: its Ready condition: "True", "False" or "Unknown" ("" before KServe has said anything)
+    ready: str = ""
+    reason: str = ""
+    message: str = ""
+    #: status.url (else status.address.url): where the model is served
+    url: str = ""
+    #: KServe could not load the model (status.modelStatus.transitionStatus BlockedByFailedLoad or InvalidSpec)
+    failed: str = ""
+    #: KServe has seen the latest spec (status.observedGeneration, when it reports one, == metadata.generation)
+    current: bool = True
+    owner_uid: str = ""
+    spec_hash: str = ""
+
+
 #: container waiting reasons that mean the pod will not start by itself: the user (or the platform) must act
 STUCK_WAITING = frozenset(
     {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError",
@@ -123,6 +143,10 @@ class Children:
     config_maps: set[str] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
     deployments: dict[str, DeploymentState] = field(default_factory=dict)
+    inference_services: dict[str, InferenceServiceState] = field(default_factory=dict)
+    #: whether the cluster serves KServe's InferenceService API: not in the cache, the runtime asks the API server's
+    #: discovery (controller/runtime.py ``with_kserve``) for a job that wants runtime kserve; None: not asked
+    kserve_installed: bool | None = None
     #: Jobs whose pods the API server refused to create (quota, LimitRange, Pod Security): job name -> (reason,
     #: message) from the Job controller's FailedCreate Event, the only place Kubernetes says it (handlers/apply.py)
     job_problems: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -157,6 +181,8 @@ class Children:
             config_maps=set(self.config_maps),
             services=set(self.services),
             deployments={n: d for n, d in self.deployments.items() if d.owner_uid == parent_uid},
+            inference_services={n: i for n, i in self.inference_services.items() if i.owner_uid == parent_uid},
+            kserve_installed=self.kserve_installed,
             job_problems={n: v for n, v in self.job_problems.items() if n in jobs},
         )
 
@@ -286,6 +312,29 @@ def deployment_state(obj: dict[str, Any]) -> DeploymentState:
         ready=int(status.get("readyReplicas") or 0),
         current=generation is None or observed == generation,
         stalled=stalled[:500],
+        owner_uid=_controller_uid(meta),
+        spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_SERVE_HASH, ""),
+    )
+
+
+def inference_service_state(obj: dict[str, Any]) -> InferenceServiceState:
+    meta, status = obj.get("metadata", {}), obj.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    model = status.get("modelStatus") or {}
+    failed = ""
+    if model.get("transitionStatus") in ("BlockedByFailedLoad", "InvalidSpec"):
+        info = model.get("lastFailureInfo") or {}
+        failed = ": ".join(str(x) for x in (info.get("reason"), info.get("message")) if x) or model["transitionStatus"]
+    generation, observed = meta.get("generation"), status.get("observedGeneration")
+    return InferenceServiceState(
+        name=meta.get("name", ""),
+        role=(meta.get("labels") or {}).get(LABEL_PHASE, ""),
+        ready=str(ready.get("status") or ""),
+        reason=str(ready.get("reason") or "")[:200],
+        message=str(ready.get("message") or "")[:500],
+        url=str(status.get("url") or (status.get("address") or {}).get("url") or "")[:1024],
+        failed=failed[:500],
+        current=generation is None or observed is None or observed == generation,
         owner_uid=_controller_uid(meta),
         spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_SERVE_HASH, ""),
     )

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Reason
+from labrador_operator.api.finetune import ConditionType, FineTuneJobSpec, Reason, Serve
 from labrador_operator.builders import serving as b
 from labrador_operator.builders.finetune import Owner
 from labrador_operator.constants import ANNOTATION_SERVE_HASH
@@ -40,7 +40,8 @@ class Serving:
     def ready_message(self) -> str:
         url = (self.outputs or {}).get("url")
         ready = self.condition is not None and self.condition["status"] == "True"
-        return f", served at {url}/v1" if url and ready else ""
+        path = b.KSERVE_OPENAI_PATH if (self.outputs or {}).get("runtime") == "kserve" else "/v1"
+        return f", served at {url}{path}" if url and ready else ""
 
 
 def spec_hash(manifest: Manifest) -> str:
@@ -61,6 +62,7 @@ def _existing(owner: Owner, children: Children) -> list[tuple[str, str]]:
         name = b.serve_name(owner, role)
         out += [("Deployment", name)] if name in children.deployments else []
         out += [("Service", name)] if name in children.services else []
+        out += [("InferenceService", name)] if name in children.inference_services else []
     return out
 
 
@@ -81,6 +83,8 @@ def serving(
     if not promoted:
         not_served = cond(ConditionType.SERVING, False, Reason.NOT_PROMOTED, "the quality gate rejected the model")
         return Serving(delete=_existing(owner, children), condition=not_served)
+    if serve.runtime == "kserve":
+        return kserve_serving(owner, spec, children, cond=cond, settings=settings)
     wanted_roles = b.roles(serve)
     create: list[Manifest] = []
     patch: list[tuple[str, str, dict[str, Any]]] = []
@@ -97,8 +101,8 @@ def serving(
             patch.append(("Deployment", name, {"spec": {"replicas": serve.replicas}}))
         if name not in children.services:
             create.append(b.build_service(owner, role))
-    wanted_names = {b.serve_name(owner, r) for r in wanted_roles}
-    unwanted = [(k, n) for k, n in _existing(owner, children) if n not in wanted_names]
+    wanted = {(k, b.serve_name(owner, r)) for r in wanted_roles for k in ("Deployment", "Service")}
+    unwanted = [child for child in _existing(owner, children) if child not in wanted]
     outputs: dict[str, Any] = {"url": b.url(owner), "model": b.model_name(owner, serve)}
     if serve.compare_base:
         outputs |= {"baseUrl": b.url(owner, b.BASE), "baseModel": b.model_name(owner, serve, b.BASE)}
@@ -131,6 +135,63 @@ def serving_condition(owner: Owner, spec: FineTuneJobSpec, children: Children, c
     if serve.compare_base:
         message += f"; base model {b.model_name(owner, serve, b.BASE)} at {b.url(owner, b.BASE)}/v1"
     return cond(ConditionType.SERVING, True, Reason.SERVER_READY, message)
+
+
+def kserve_serving(
+    owner: Owner, spec: FineTuneJobSpec, children: Children, *, cond: Conditions, settings: Settings
+) -> Serving:
+    """spec.serve.runtime kserve: one InferenceService instead of the Deployments and Services (those that exist
+    go), kept in line with spec.serve by its spec hash, as the Deployment is; nothing is created where the operator
+    does not manage InferenceServices or the cluster has no KServe — the Serving condition says which."""
+    serve = spec.serve
+    assert serve is not None
+    name = b.serve_name(owner)
+    stale = [child for child in _existing(owner, children) if child != ("InferenceService", name)]
+    if not settings.kserve:
+        message = (
+            "spec.serve.runtime is kserve, but this operator does not manage KServe InferenceServices: install KServe "
+            "and set the chart's kserve.enabled=true (or use runtime deployment)"
+        )
+        return Serving(delete=stale, condition=cond(ConditionType.SERVING, False, Reason.KSERVE_NOT_ENABLED, message))
+    if children.kserve_installed is False:
+        message = (
+            f"spec.serve.runtime is kserve, but the cluster serves no {b.KSERVE_API} InferenceService API: install "
+            "KServe (its CRDs and controller), or use runtime deployment"
+        )
+        return Serving(delete=stale, condition=cond(ConditionType.SERVING, False, Reason.KSERVE_NOT_INSTALLED, message))
+    desired = _hashed(b.build_inference_service(owner, spec, settings))
+    digest = desired["metadata"]["annotations"][SPEC_HASH]
+    current = children.inference_services.get(name)
+    create: list[Manifest] = []
+    patch: list[tuple[str, str, dict[str, Any]]] = []
+    if current is None:
+        create.append(desired)
+    elif current.spec_hash != digest:
+        hashed = {"metadata": {"annotations": {SPEC_HASH: digest}}, "spec": desired["spec"]}
+        patch.append(("InferenceService", name, hashed))
+    outputs: dict[str, Any] = {"model": b.model_name(owner, serve), "runtime": "kserve"}
+    if current is not None and current.url:
+        outputs["url"] = current.url
+    return Serving(create, patch, stale, outputs, kserve_condition(owner, serve, children, cond))
+
+
+def kserve_condition(owner: Owner, serve: Serve, children: Children, cond: Conditions) -> Condition:
+    """True once KServe says the InferenceService is Ready; else why not, in KServe's words or its pods'."""
+    name = b.serve_name(owner)
+    isvc = children.inference_services.get(name)
+    if isvc is not None and isvc.failed:
+        return cond(ConditionType.SERVING, False, Reason.SERVER_FAILED, f"InferenceService {name}: {isvc.failed}")
+    problem = children.serve_problem(b.TUNED)
+    if problem is not None:
+        return cond(ConditionType.SERVING, False, problem[0], f"model server {name}: {problem[1]}")
+    if isvc is not None and isvc.current and isvc.ready == "True":
+        where = f" at {isvc.url}{b.KSERVE_OPENAI_PATH}" if isvc.url else ""
+        return cond(ConditionType.SERVING, True, Reason.SERVER_READY, f"model {b.model_name(owner, serve)}{where}")
+    message = f"waiting for KServe to make InferenceService {name} ready"
+    if isvc is not None and isvc.current and isvc.ready == "False":
+        said = ": ".join(x for x in (isvc.reason, isvc.message) if x)
+        message = f"InferenceService {name} is not ready" + (f": {said}" if said else "")
+    return cond(ConditionType.SERVING, False, Reason.SERVER_STARTING, message)
 
 
 def terminal_status(status: dict[str, Any], generation: int | None, result: Serving) -> dict[str, Any]:
