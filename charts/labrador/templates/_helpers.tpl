@@ -75,6 +75,13 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+{{- if .Values.kserve.enabled }}
+# spec.serve.runtime kserve: the serving InferenceService instead of the Deployment and Service, patched and deleted
+# as they are (kserve.enabled: only where KServe is installed).
+- apiGroups: ["serving.kserve.io"]
+  resources: ["inferenceservices"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+{{- end }}
 # Events: posted (kopf and the operator, core/v1); listed only for a Job still short of its pods: the Job
 # controller's FailedCreate Event is the one place Kubernetes says why (quota, LimitRange, Pod Security), and the
 # operator puts it on the resource's Running condition.

@@ -28,9 +28,11 @@ from labrador_operator.constants import API_GROUP, API_VERSION, LABEL_MANAGED_BY
 from labrador_operator.reconcile.observe import (
     Children,
     DeploymentState,
+    InferenceServiceState,
     JobState,
     PodState,
     deployment_state,
+    inference_service_state,
     job_state,
     parent_key,
     pod_state,
@@ -42,6 +44,8 @@ PARENT_KINDS = {"finetunejobs": "FineTuneJob", "syntheticdatajobs": "SyntheticDa
 #: a child's parent key names the kind as its label does ("finetunejob"): the plural the work queue keys on
 PLURAL_OF_LABEL = {kind.lower(): plural for plural, kind in PARENT_KINDS.items()}
 CHILD_KINDS = ("Job", "Pod", "ConfigMap", "Service", "Deployment")
+#: listed and watched only when the operator manages KServe InferenceServices (Settings.kserve)
+KSERVE_KIND = "InferenceService"
 MANAGED = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 #: metadata a reconcile and its Events need; not managedFields or kubectl's last-applied copy of the spec
 #: objects per LIST page, in the cache's LIST and in kopf's initial listing: each page is decoded whole, and a page
@@ -92,7 +96,9 @@ class Cache:
     """Thread-safe: the watch handlers run in kopf's event loop, the reconciles in the work queue's threads, the
     sampler in its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, kserve: bool = False) -> None:
+        #: the child kinds the LISTs load: InferenceServices too when the operator manages them
+        self.child_kinds = (*CHILD_KINDS, KSERVE_KIND) if kserve else CHILD_KINDS
         self._lock = threading.Lock()
         self._parents: dict[str, dict[tuple[str, str], ParentRecord]] = {p: {} for p in PARENTS}
         self._jobs: dict[Key, dict[str, JobState]] = {}
@@ -100,6 +106,7 @@ class Cache:
         self._config_maps: dict[Key, set[str]] = {}
         self._services: dict[Key, set[str]] = {}
         self._deployments: dict[Key, dict[str, DeploymentState]] = {}
+        self._inference_services: dict[Key, dict[str, InferenceServiceState]] = {}
         #: entries the last resync's LIST did not have (forgotten if the next one lacks them too)
         self._suspects: set[tuple[str, Any, str]] = set()
 
@@ -153,6 +160,8 @@ class Cache:
                 self._put(self._pods, key, name, None if deleted else pod_state(body))
             elif kind == "Deployment":
                 self._put(self._deployments, key, name, None if deleted else deployment_state(body))
+            elif kind == KSERVE_KIND:
+                self._put(self._inference_services, key, name, None if deleted else inference_service_state(body))
             else:
                 names = (self._config_maps if kind == "ConfigMap" else self._services).setdefault(key, set())
                 (names.discard if deleted else names.add)(name)
@@ -180,6 +189,7 @@ class Cache:
                 config_maps=set(self._config_maps.get(key, ())),
                 services=set(self._services.get(key, ())),
                 deployments=dict(self._deployments.get(key, {})),
+                inference_services=dict(self._inference_services.get(key, {})),
             )
         return kids.owned_by(owner_uid) if owner_uid is not None else kids
 
@@ -200,17 +210,18 @@ class Cache:
             if not prune_only:
                 self._parents, self._jobs, self._pods = fresh._parents, fresh._jobs, fresh._pods
                 self._config_maps, self._services = fresh._config_maps, fresh._services
-                self._deployments = fresh._deployments
+                self._deployments, self._inference_services = fresh._deployments, fresh._inference_services
                 return count
             self._forget(self._entries() - fresh._entries())
         return count
 
-    @staticmethod
-    def _listed(lister: Callable[[str, str], Iterable[dict[str, Any]]], namespaces: Iterable[str]) -> tuple[Cache, int]:
-        fresh = Cache()
+    def _listed(
+        self, lister: Callable[[str, str], Iterable[dict[str, Any]]], namespaces: Iterable[str]
+    ) -> tuple[Cache, int]:
+        fresh = Cache(kserve=KSERVE_KIND in self.child_kinds)
         patterns = list(namespaces)
         count = 0
-        for what in (*PARENTS, *CHILD_KINDS):
+        for what in (*PARENTS, *self.child_kinds):
             for obj in lister(what, "" if what in PARENTS else MANAGED):
                 ns = (obj.get("metadata") or {}).get("namespace", "")
                 if not watched(ns, patterns):
@@ -229,6 +240,7 @@ class Cache:
             "configmaps": self._config_maps,
             "services": self._services,
             "deployments": self._deployments,
+            "inferenceservices": self._inference_services,
         }
 
     def _entries(self) -> set[tuple[str, Any, str]]:
@@ -286,6 +298,8 @@ class Cache:
             out["configmaps"] = sum(len(v) for v in self._config_maps.values())
             out["services"] = sum(len(v) for v in self._services.values())
             out["deployments"] = sum(len(v) for v in self._deployments.values())
+            if KSERVE_KIND in self.child_kinds:
+                out["inferenceservices"] = sum(len(v) for v in self._inference_services.values())
             return out
 
 

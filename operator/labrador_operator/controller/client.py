@@ -6,6 +6,7 @@ The kubernetes client is synchronous; the work queue's threads and the sampler c
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -34,7 +35,10 @@ LISTS = {
     "ConfigMap": ("v1", "configmaps"),
     "Service": ("v1", "services"),
     "Deployment": ("apps/v1", "deployments"),
+    "InferenceService": ("serving.kserve.io/v1beta1", "inferenceservices"),
 }
+#: KServe's API: its InferenceServices are children only where it is installed (a LIST of them may find no API)
+KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
 
 def _done(response: Any) -> None:
@@ -100,6 +104,10 @@ class Client:
             elif kind == "Deployment":
                 apps = kubernetes.client.AppsV1Api(api)
                 _done(apps.create_namespaced_deployment(ns, manifest, _preload_content=False))
+            elif kind == "InferenceService":
+                custom = kubernetes.client.CustomObjectsApi(api)
+                _done(custom.create_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, ns, KSERVE_PLURAL, manifest,
+                                                             _preload_content=False))  # fmt: skip
             else:
                 raise ValueError(f"unsupported child kind {kind}")
         except ApiException as e:
@@ -114,7 +122,9 @@ class Client:
         return True
 
     def patch_child(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Merge-patch a child Job or Deployment; one deleted meanwhile (404) is no error."""
+        """Merge-patch a child Job or Deployment; an InferenceService's spec is replaced whole (a JSON patch: a merge
+        patch would keep fields the new spec no longer has) with its annotations merged. One deleted meanwhile (404)
+        is no error."""
         try:
             if kind == "Job":
                 batch = kubernetes.client.BatchV1Api(self.api())
@@ -122,6 +132,19 @@ class Client:
             elif kind == "Deployment":
                 apps = kubernetes.client.AppsV1Api(self.api())
                 _done(apps.patch_namespaced_deployment(name, namespace, patch, _preload_content=False))
+            elif kind == "InferenceService":
+                annotations = (patch.get("metadata") or {}).get("annotations") or {}
+                pointer = "/metadata/annotations/"
+                ops: list[dict[str, Any]] = [
+                    {"op": "add", "path": pointer + k.replace("~", "~0").replace("/", "~1"), "value": v}
+                    for k, v in annotations.items()
+                ]
+                if "spec" in patch:
+                    ops.append({"op": "replace", "path": "/spec", "value": patch["spec"]})
+                custom = kubernetes.client.CustomObjectsApi(self.api())
+                _done(custom.patch_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace, KSERVE_PLURAL,
+                                                            name, ops, _content_type="application/json-patch+json",
+                                                            _preload_content=False))  # fmt: skip
             else:
                 raise ValueError(f"unsupported child kind {kind}")
         except ApiException as e:
@@ -129,7 +152,8 @@ class Client:
                 raise
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
-        """Delete a child Deployment or Service (its dependants in the background); one already gone is no error."""
+        """Delete a child Deployment, Service or InferenceService (its dependants in the background); one already gone
+        is no error."""
         body = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
         try:
             if kind == "Deployment":
@@ -138,6 +162,10 @@ class Client:
             elif kind == "Service":
                 core = kubernetes.client.CoreV1Api(self.api())
                 _done(core.delete_namespaced_service(name, namespace, body=body, _preload_content=False))
+            elif kind == "InferenceService":
+                custom = kubernetes.client.CustomObjectsApi(self.api())
+                _done(custom.delete_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace, KSERVE_PLURAL,
+                                                             name, body=body, _preload_content=False))  # fmt: skip
             else:
                 raise ValueError(f"unsupported child kind {kind}")
         except ApiException as e:
@@ -157,6 +185,22 @@ class Client:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+    def kserve_installed(self) -> bool:
+        """Whether the API server serves KServe's InferenceServices (its discovery document for serving.kserve.io/
+        v1beta1 lists them); no object is read."""
+        c = self.api()
+        path = f"/apis/{KSERVE_GROUP}/{KSERVE_VERSION}"
+        request = c.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                    auth_settings=["BearerToken"])  # fmt: skip
+        response = c.call_api(*request, _request_timeout=30)
+        data = response.read()
+        if response.status == 404:
+            return False
+        if not 200 <= response.status <= 299:
+            raise ApiException(status=response.status, reason=f"GET {path}: {data[:300]!r}")
+        resources = json.loads(data).get("resources") or []
+        return any(r.get("name") == KSERVE_PLURAL for r in resources)
 
     def get_object(
         self, group: str, version: str, plural: str, name: str, namespace: str | None = None
@@ -215,6 +259,8 @@ class Client:
                 )  # fmt: skip
                 response = c.call_api(*request, _request_timeout=60)
                 data = response.read()
+                if response.status == 404 and what == "InferenceService":
+                    return b"{}"  # KServe is not installed (yet): no InferenceServices to load
                 if not 200 <= response.status <= 299:
                     raise ApiException(status=response.status, reason=f"GET {path}: {data[:300]!r}")
                 return data

@@ -25,6 +25,8 @@ def reconcile_finetunejob(rt: Runtime, body: dict[str, Any]) -> None:
 
     def plan(spec: FineTuneJobSpec, status: dict[str, Any]) -> Any:
         kids = rt.with_pod_creation_problems(PLURAL, ns, name, rt.cache.children((ns, KIND.lower(), name), meta["uid"]))
+        if spec.serve is not None and spec.serve.runtime == "kserve":
+            kids = rt.with_kserve(PLURAL, ns, name, kids)
         sdg = None
         if spec.data.synthetic_data_job_ref:
             sdg = rt.cache.parent("syntheticdatajobs", ns, spec.data.synthetic_data_job_ref.name)

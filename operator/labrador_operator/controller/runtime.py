@@ -37,6 +37,9 @@ RECONCILE_ERROR = "ReconcileError"
 POD_CREATION_GRACE = 10.0
 #: while a Job stays short of pods, look again this often (the Job controller retries its creates, backing off to 60 s)
 POD_CREATION_RECHECK = 20.0
+#: how long an answer of KServe's API discovery holds (Runtime.with_kserve); a job waiting for KServe is looked at again
+#: after it
+KSERVE_RECHECK = 60.0
 #: a FailedCreate Event last seen longer ago than this is about an earlier try, not today's shortage
 FAILED_CREATE_FRESH = 180.0
 
@@ -104,7 +107,9 @@ class Runtime:
 
     def __init__(self, config: OperatorConfig, *, client: Client | None = None, cache: Cache | None = None) -> None:
         self.config, self.settings = config, config.settings
-        self.cache = cache if cache is not None else Cache()
+        self.cache = cache if cache is not None else Cache(kserve=config.settings.kserve)
+        #: (answer, when asked) of the last discovery of KServe's InferenceService API (``with_kserve``)
+        self._kserve: tuple[bool, float] | None = None
         self.client = client if client is not None else Client(config.settings.reconcile_workers, config.kubeconfig)
         self.overlay = StatusOverlay()
         #: plural -> reconcile(runtime, body); one per parent kind, each in its kind's module
@@ -199,6 +204,20 @@ class Runtime:
                 kids.job_problems[job.name] = ("FailedCreate", f"the API server refused the pods of Job {job.name}: "
                                                               f"{message[:600]}")  # fmt: skip
             self.queue.add_after((plural, namespace, name), POD_CREATION_RECHECK)
+        return kids
+
+    def with_kserve(self, plural: str, namespace: str, name: str, kids: Children) -> Children:
+        """Add to ``kids`` whether the cluster serves KServe's InferenceService API, for a job that asks for runtime
+        kserve: one discovery request, its answer kept ``KSERVE_RECHECK`` seconds. While the API is missing the job is
+        named again after that, so its Serving condition clears once KServe is installed (no watch event says so)."""
+        if not self.settings.kserve:
+            return kids
+        now = time.monotonic()
+        if self._kserve is None or now - self._kserve[1] > KSERVE_RECHECK:
+            self._kserve = (self.client.kserve_installed(), now)
+        kids.kserve_installed = self._kserve[0]
+        if not kids.kserve_installed:
+            self.queue.add_after((plural, namespace, name), KSERVE_RECHECK)
         return kids
 
     # -- status -------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Watch events of the children (Jobs, Pods, ConfigMaps, Services, Deployments labelled as Labrador's): update the
-cache, then name the parent a Job or Pod belongs to for a reconcile; a serving child (Deployment, its Service and pods)
-names its FineTuneJob even after the job succeeded. Also the shared step of the parent kinds' watch handlers.
+"""Watch events of the children (Jobs, Pods, ConfigMaps, Services, Deployments labelled as Labrador's; KServe
+InferenceServices too when the operator manages them): update the cache, then name the parent a Job or Pod belongs to
+for a reconcile; a serving child (Deployment or InferenceService, its Service and pods) names its FineTuneJob even
+after the job succeeded. Also the shared step of the parent kinds' watch handlers.
 
 async: kopf frees each event's body as soon as the handler returns; the cache is updated and the work named at
 once, and the reconciles (API writes) run in the runtime's work queue threads."""
@@ -76,3 +77,10 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     @kopf.on.event("apps", "v1", "deployments", labels=OURS, id="on_deployment", registry=registry)
     async def on_deployment(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         _child(rt, "Deployment", event, body)
+
+    if rt.settings.kserve:  # only where KServe is installed: the chart's kserve.enabled grants the RBAC
+
+        @kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS, id="on_inference_service",
+                       registry=registry)  # fmt: skip
+        async def on_inference_service(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+            _child(rt, "InferenceService", event, body)
