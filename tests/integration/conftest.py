@@ -125,12 +125,13 @@ def kube(cluster: Any) -> Kube:
 
 RELEASE = "labrador"
 RELEASE_NS = "labrador-system"
-INSTALL_VALUES = ("--set", "operator.peering.enabled=true")
+INSTALL_VALUES = ("--set", "operator.peering.enabled=true", "--set", "kserve.enabled=true")
 
 
 def install_chart(kube: Kube) -> Kube:
-    """The chart (CRDs, RBAC, operator Deployment) installed, CRDs established. Peering on, so the chart grants what
-    the peering tests' replicas use (test_rbac_audit.py holds the chart to exactly that)."""
+    """The chart (CRDs, RBAC, operator Deployment) installed, CRDs established. Peering and KServe on, so the chart
+    grants what the peering tests' replicas and the InferenceService tests use (test_rbac_audit.py holds the chart
+    to exactly that)."""
     kube.helm("install", RELEASE, str(ROOT / "charts" / "labrador"), *INSTALL_VALUES, "-n", RELEASE_NS,
               "--create-namespace", "--wait=false", timeout=180)  # fmt: skip
     for crd in ("taxonomies", "syntheticdatajobs", "finetunejobs"):
@@ -138,9 +139,30 @@ def install_chart(kube: Kube) -> Kube:
     return kube
 
 
+def install_kserve_crd(kube: Kube) -> None:
+    """KServe's real InferenceService CRD (v0.16.0, from the Go module proxy: hack/kserve-crd.sh), established. Only
+    the CRD: no KServe controller runs, the tests write an InferenceService's status as it would. No skip: without
+    the Go proxy this fails, saying so."""
+    out = subprocess.run(["bash", str(ROOT / "hack" / "kserve-crd.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise AssertionError(f"hack/kserve-crd.sh could not fetch KServe's CRD (Go module proxy?):\n{out.stderr}")
+    crd = Path(out.stdout.strip().splitlines()[-1]) / "crds" / "serving.kserve.io_inferenceservices.yaml"
+    # ~1 MB: server-side apply (a client-side apply's last-applied annotation would exceed its 256 KiB limit)
+    kube.kubectl("apply", "--server-side", "-f", str(crd))
+    wait_for(
+        lambda: any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in kube.get("crd", "inferenceservices.serving.kserve.io").get("status", {}).get("conditions") or []
+        ),
+        timeout=60,
+        what="KServe's InferenceService CRD established",
+    )
+
+
 @pytest.fixture(scope="session")
 def installed(kube: Kube) -> Kube:
-    """The chart installed once."""
+    """KServe's CRD and the chart installed once."""
+    install_kserve_crd(kube)
     return install_chart(kube)
 
 
@@ -265,7 +287,9 @@ def operator(installed: Kube, operator_kubeconfig: Path) -> Iterator[InProcessOp
     # admission webhooks on 127.0.0.1 with openssl-made certificates (kopf's own fail on current OpenSSL)
     certs = cluster_mod.make_serving_cert(operator_kubeconfig.parent / "webhook", ["IP:127.0.0.1"])
     config = OperatorConfig(
-        settings=Settings(pod_annotations={"labrador.dev/kwok-run-duration": "1s"}, progress_interval_seconds=1),
+        settings=Settings(
+            pod_annotations={"labrador.dev/kwok-run-duration": "1s"}, progress_interval_seconds=1, kserve=True
+        ),
         namespaces=("t-*",),
         liveness=None,
         metrics_port=0,

@@ -512,3 +512,79 @@ def _the_promoted_model_is_served(kube: Kube, ns: str) -> None:
     wait_for(lambda: "good-serve" in _deployments(kube, ns), timeout=60, what="the Deployment made again")
     kube.kubectl("delete", "ftj", "good", "-n", ns, "--timeout=60s")
     wait_for(lambda: "good-serve" not in _deployments(kube, ns), timeout=90, what="the Deployment collected")
+
+
+def _inference_services(kube: Kube, ns: str) -> dict[str, dict[str, Any]]:
+    return {i["metadata"]["name"]: i for i in _list(kube, "inferenceservices.serving.kserve.io", ns)}
+
+
+def _kserve_says(
+    kube: Kube, ns: str, name: str, ready: str, reason: str = "", message: str = "", url: str = ""
+) -> None:
+    """What KServe's controller would write (none runs here): the status subresource of the InferenceService, of its
+    current generation."""
+    generation = kube.get("inferenceservices.serving.kserve.io", name, ns)["metadata"]["generation"]
+    condition = {"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    condition |= {k: v for k, v in (("reason", reason), ("message", message)) if v}
+    status: dict[str, Any] = {"observedGeneration": generation, "conditions": [condition]}
+    if url:
+        status |= {"url": url, "address": {"url": url}}
+    kube.kubectl("patch", "inferenceservices.serving.kserve.io", name, "-n", ns, "--subresource=status",
+                 "--type=merge", "-p", json.dumps({"status": status}))  # fmt: skip
+
+
+def test_a_promoted_model_is_served_by_a_kserve_inference_service(
+    installed: Kube, operator: Any, namespace: str, workspace: str
+) -> None:
+    """spec.serve.runtime kserve, against KServe's real CRD (hack/kserve-crd.sh; no KServe controller: the test writes
+    the status it would): the promoted job gets an InferenceService (owned by it, accepted by KServe's schema) and no
+    Deployment; KServe's Ready and URL become the Serving condition and status.outputs.serving; a change of
+    spec.serve patches it, removing spec.serve deletes it, deleting the job has the garbage collector remove it."""
+    ns, isvc = namespace, "kserved-serve"
+    obj = one_phase_job("kserved")
+    obj["spec"]["serve"] = {"runtime": "kserve", "servedModelName": "kserved-tuned", "vllm": {"maxModelLen": 2048},
+                            "resources": {"cpu": "1", "memory": "1Gi", "gpus": 1}}  # fmt: skip
+    installed.apply(obj, ns)
+    wait_for(lambda: _status(installed, ns, "kserved").get("phase") == "Succeeded", timeout=120, what="Succeeded")
+    made = wait_for(lambda: _inference_services(installed, ns).get(isvc), timeout=60, what="the InferenceService")
+    owner = made["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner.get("controller")) == ("FineTuneJob", "kserved", True)
+    assert made["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    model = made["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "huggingface"
+    assert model["storageUri"] == f"pvc://{workspace}/models/{ns}/kserved"
+    assert model["args"][:2] == ["--model_name=kserved-tuned", "--max-model-len=2048"]
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "kserved-serve" not in _deployments(installed, ns)  # KServe's server, not the operator's
+    wait_for(lambda: _conds(_status(installed, ns, "kserved")).get("Serving") == ("False", "ServerStarting"),
+             timeout=60, what="Serving: ServerStarting")  # fmt: skip
+    # KServe says not ready, with its reason: the condition says it
+    _kserve_says(installed, ns, isvc, "False", "PredictorConfigurationReady", "waiting for the predictor pod")
+    wait_for(lambda: "waiting for the predictor pod" in next(
+        c["message"] for c in _status(installed, ns, "kserved")["conditions"] if c["type"] == "Serving"),
+        timeout=60, what="KServe's message on Serving")  # fmt: skip
+    # KServe says Ready at its URL: Serving True, outputs.serving.url is that URL
+    url = f"http://{isvc}-predictor.{ns}.svc.cluster.local"
+    _kserve_says(installed, ns, isvc, "True", url=url)
+    wait_for(lambda: _conds(_status(installed, ns, "kserved")).get("Serving") == ("True", "ServerReady"),
+             timeout=60, what="Serving: ServerReady")  # fmt: skip
+    done = _status(installed, ns, "kserved")
+    assert done["outputs"]["serving"] == {"url": url, "model": "kserved-tuned", "runtime": "kserve"}
+    serving = next(c for c in done["conditions"] if c["type"] == "Serving")
+    assert serving["message"] == f"model kserved-tuned at {url}/openai/v1"
+    # scaled through the spec: the InferenceService is patched (replicas -> min and max)
+    installed.kubectl("patch", "ftj", "kserved", "-n", ns, "--type=merge", "-p", '{"spec": {"serve": {"replicas": 2}}}')
+    wait_for(lambda: _inference_services(installed, ns)[isvc]["spec"]["predictor"].get("maxReplicas") == 2,
+             timeout=60, what="the InferenceService patched to 2 replicas")  # fmt: skip
+    assert _inference_services(installed, ns)[isvc]["spec"]["predictor"]["minReplicas"] == 2
+    # spec.serve removed: the InferenceService and the status about it go
+    installed.kubectl("patch", "ftj", "kserved", "-n", ns, "--type=json", "-p",
+                      '[{"op": "remove", "path": "/spec/serve"}]')  # fmt: skip
+    wait_for(lambda: isvc not in _inference_services(installed, ns), timeout=60, what="the InferenceService deleted")
+    wait_for(lambda: "Serving" not in _conds(_status(installed, ns, "kserved")), timeout=60, what="Serving dropped")
+    # served again, then the job deleted: the garbage collector removes the InferenceService with it
+    installed.kubectl("patch", "ftj", "kserved", "-n", ns, "--type=merge", "-p",
+                      '{"spec": {"serve": {"runtime": "kserve"}}}')  # fmt: skip
+    wait_for(lambda: isvc in _inference_services(installed, ns), timeout=60, what="the InferenceService made again")
+    installed.kubectl("delete", "ftj", "kserved", "-n", ns, "--timeout=60s")
+    wait_for(lambda: isvc not in _inference_services(installed, ns), timeout=90, what="the InferenceService collected")
