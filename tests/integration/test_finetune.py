@@ -541,6 +541,10 @@ def test_a_promoted_model_is_served_by_a_kserve_inference_service(
     Deployment; KServe's Ready and URL become the Serving condition and status.outputs.serving; a change of
     spec.serve patches it, removing spec.serve deletes it, deleting the job has the garbage collector remove it."""
     ns, isvc = namespace, "kserved-serve"
+    stopped = one_phase_job("stopped")
+    stopped["spec"]["serve"] = {"runtime": "kserve", "replicas": 0}
+    refused = installed.apply(stopped, ns, check=False)
+    assert refused.returncode != 0 and "kserve needs spec.serve.replicas >= 1" in refused.stderr, refused.stderr
     obj = one_phase_job("kserved")
     obj["spec"]["serve"] = {"runtime": "kserve", "servedModelName": "kserved-tuned", "vllm": {"maxModelLen": 2048},
                             "resources": {"cpu": "1", "memory": "1Gi", "gpus": 1}}  # fmt: skip
