@@ -149,6 +149,7 @@ def install_kserve_crd(kube: Kube) -> None:
     crd = Path(out.stdout.strip().splitlines()[-1]) / "crds" / "serving.kserve.io_inferenceservices.yaml"
     # ~1 MB: server-side apply (a client-side apply's last-applied annotation would exceed its 256 KiB limit)
     kube.kubectl("apply", "--server-side", "-f", str(crd))
+    # polled, not `kubectl wait`: right after the apply the CRD has no status.conditions yet and kubectl wait errors
     wait_for(
         lambda: any(
             c.get("type") == "Established" and c.get("status") == "True"

@@ -43,7 +43,7 @@ def _prune(gguf: Path, layers: int | None, keep: Path) -> None:
     prefix = _prefix(gguf, layers)
     for old in keep.parent.glob(prefix + "*"):
         rest = old.name.removeprefix(prefix)
-        if old != keep and old.is_dir() and len(rest) == 12 and not rest.startswith("L"):
+        if old != keep and old.is_dir() and len(rest) == 12:  # "L2-<hash>" under the full model's prefix: 15
             shutil.rmtree(old, ignore_errors=True)
 
 

@@ -224,6 +224,20 @@ def tolerations(res: BaseResources, gpus: int) -> list[dict[str, Any]]:
     return [t.wire() for t in items]
 
 
+def placement(res: BaseResources, gpus: int) -> dict[str, Any]:
+    """Where a pod may run: its tolerations (the GPU taint's with GPUs), nodeSelector and priorityClassName, the
+    fields that are set (a pod spec's, or a KServe predictor's, which takes the same)."""
+    out: dict[str, Any] = {}
+    tol = tolerations(res, gpus)
+    if tol:
+        out["tolerations"] = tol
+    if res.node_selector:
+        out["nodeSelector"] = dict(res.node_selector)
+    if res.priority_class_name:
+        out["priorityClassName"] = res.priority_class_name
+    return out
+
+
 def pod_spec(
     *,
     settings: Settings,
@@ -308,13 +322,7 @@ def pod_spec(
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,  # no workload talks to the API server
     }
-    tol = tolerations(resources, gpus)
-    if tol:
-        spec["tolerations"] = tol
-    if resources.node_selector:
-        spec["nodeSelector"] = dict(resources.node_selector)
-    if resources.priority_class_name:
-        spec["priorityClassName"] = resources.priority_class_name
+    spec |= placement(resources, gpus)
     if subdomain:
         spec["subdomain"] = subdomain
     if init_containers:

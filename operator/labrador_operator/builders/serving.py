@@ -175,13 +175,7 @@ def build_inference_service(owner: Owner, spec: FineTuneJobSpec, settings: Setti
             "resources": common.container_resources(res, res.gpus),
         },
     }
-    tol = common.tolerations(res, res.gpus)
-    if tol:
-        predictor["tolerations"] = tol
-    if res.node_selector:
-        predictor["nodeSelector"] = dict(res.node_selector)
-    if res.priority_class_name:
-        predictor["priorityClassName"] = res.priority_class_name
+    predictor |= common.placement(res, res.gpus)
     if not predictor["annotations"]:
         del predictor["annotations"]
     return {"apiVersion": KSERVE_API, "kind": "InferenceService", "metadata": meta, "spec": {"predictor": predictor}}
