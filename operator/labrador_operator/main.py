@@ -18,7 +18,7 @@ import prometheus_client
 
 from labrador_operator.controller import config as config_mod
 from labrador_operator.controller.config import OperatorConfig
-from labrador_operator.controller.kopf_compat import TransientMemories
+from labrador_operator.controller.kopf_compat import TransientMemories, notice_namespaces_listed_by_the_watch
 from labrador_operator.controller.runtime import Runtime
 from labrador_operator.handlers import admission, children, finetune, sdg, startup, taxonomy
 
@@ -47,6 +47,7 @@ def run(
 ) -> None:
     """Run the operator until ``stop_flag`` is set (or a signal, in the main thread)."""
     rt = runtime if runtime is not None else Runtime(config)
+    notice_namespaces_listed_by_the_watch()
     kwargs: dict[str, Any] = {"ready_flag": ready_flag, "stop_flag": stop_flag}
     # the peering mode from the start (kopf lays out its watch streams by it before any startup handler runs);
     # handlers/startup.py's configure sets the rest (lifetime, mandatory)

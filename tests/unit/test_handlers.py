@@ -87,3 +87,23 @@ def test_kopf_is_in_the_range_its_compat_module_was_written_for() -> None:
     from labrador_operator.controller.kopf_compat import queueing_settings
 
     assert queueing_settings(kopf.OperatorSettings()).idle_timeout > 0
+
+
+def test_a_namespace_in_the_watch_streams_own_listing_is_noticed() -> None:
+    """kopf drops the namespace watch's initial listing (events of type None) as already known; a namespace created
+    between kopf's first listing and the watch's is then never watched. kopf_compat revises from those too."""
+    from kopf._cogs.structs.references import Insights
+    from kopf._core.reactor import observation
+
+    from labrador_operator.controller.kopf_compat import notice_namespaces_listed_by_the_watch
+
+    async def listed(name: str) -> set[object]:
+        insights = Insights()
+        event = {"type": None, "object": {"metadata": {"name": name}}}
+        await observation.process_discovered_namespace_event(raw_event=event, namespaces=["t-*"], insights=insights)
+        return insights.namespaces
+
+    notice_namespaces_listed_by_the_watch()
+    notice_namespaces_listed_by_the_watch()  # idempotent: patched once
+    assert asyncio.run(listed("t-new")) == {"t-new"}
+    assert asyncio.run(listed("other")) == set()  # patterns still decide
