@@ -57,11 +57,13 @@ def test_two_phases_run_in_order_and_succeed(installed: Kube, operator: Any, nam
         assert f"--master-addr={j['metadata']['name']}-0.{j['metadata']['name']}" in argv
     services = {s["metadata"]["name"] for s in _list(installed, "services", namespace)}
     assert services == {"chain-knowledge", "chain-skills"}
-    assert {c["metadata"]["name"] for c in _list(installed, "configmaps", namespace)} >= {"chain-config"}
-    # phase 2 starts from phase 1's final checkpoint; the last phase exports the model
-    cm = installed.get("configmap", "chain-config", namespace)
-    assert f"runs/{namespace}/chain/knowledge/phases/knowledge/final" in cm["data"]["skills.json"]
-    assert f"models/{namespace}/chain" in cm["data"]["skills.json"]
+    # no ConfigMap: each Job carries its run config; phase 2 starts from phase 1's final checkpoint and the last
+    # phase exports the model
+    assert not {c["metadata"]["name"] for c in _list(installed, "configmaps", namespace)} & {"chain-config"}
+    skills = next(j for j in jobs if j["metadata"]["name"] == "chain-skills")["spec"]["template"]
+    config = skills["metadata"]["annotations"]["config.labrador.dev/skills.json"]
+    assert f"runs/{namespace}/chain/knowledge/phases/knowledge/final" in config
+    assert f"models/{namespace}/chain" in config
 
     # deleting the parent garbage-collects every child (real controller-manager GC)
     installed.kubectl("delete", "finetunejob", "chain", "-n", namespace)

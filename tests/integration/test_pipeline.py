@@ -170,7 +170,9 @@ def test_whole_pipeline_waits_pins_and_chains(installed: Kube, operator: Any, na
 
     f = wait_phase(installed, "ftj", namespace, "model", "Succeeded", timeout=90)
     assert conds(f)["DataReady"][0] == "True"
-    run = json.loads(installed.get("configmap", "model-config", namespace)["data"]["knowledge.json"])
+    # the phase Job carries its own run config (no ConfigMap for a FineTuneJob)
+    template = installed.get("job", "model-knowledge", namespace)["spec"]["template"]
+    run = json.loads(template["metadata"]["annotations"]["config.labrador.dev/knowledge.json"])
     assert run["data"] == f"/workspace/sdg/{namespace}/data/knowledge_train_msgs.jsonl"
 
 

@@ -16,6 +16,7 @@ from labrador_operator.builders.models import model_mount
 from labrador_operator.settings import Settings
 
 OWNER = b.Owner("team-a", "granite", "uid-1")
+DATA = b.Data(knowledge="data/k.jsonl", skills="data/s.jsonl")
 SETTINGS = Settings(workload_image="trainer:test")
 
 
@@ -39,7 +40,7 @@ def test_child_names_are_deterministic_and_fit_a_dns_label() -> None:
 
 
 def test_phase_job_is_an_indexed_torchrun_job() -> None:
-    job = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)
+    job = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS, data=DATA)
     js = job["spec"]
     assert (js["completionMode"], js["completions"], js["parallelism"]) == ("Indexed", 2, 2)
     assert job["metadata"]["ownerReferences"] == [
@@ -77,7 +78,7 @@ def test_phase_job_is_an_indexed_torchrun_job() -> None:
 def test_single_node_has_no_service_and_uses_localhost() -> None:
     s = spec(resources={"nodes": 1, "gpusPerNode": 1})
     assert b.build_phase_service(OWNER, s, "knowledge", SETTINGS) is None
-    job = b.build_phase_job(OWNER, s, "knowledge", SETTINGS)
+    job = b.build_phase_job(OWNER, s, "knowledge", SETTINGS, data=DATA)
     assert "--master-addr=127.0.0.1" in job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "subdomain" not in job["spec"]["template"]["spec"]
 
@@ -102,7 +103,7 @@ def test_headless_service_selects_the_job_pods() -> None:
 )
 def test_run_policy_reaches_the_job(run_policy: dict[str, Any], expected: dict[str, Any]) -> None:
     one_node = {"nodes": 1, "gpusPerNode": 8}  # a multi-node phase's retries are the operator's (restart as a group)
-    job = b.build_phase_job(OWNER, spec(runPolicy=run_policy, resources=one_node), "knowledge", SETTINGS)
+    job = b.build_phase_job(OWNER, spec(runPolicy=run_policy, resources=one_node), "knowledge", SETTINGS, data=DATA)
     for k, v in expected.items():
         assert job["spec"][k] == v
     if "queueName" in run_policy:
@@ -120,22 +121,58 @@ def test_pod_metadata_is_added_but_ours_win() -> None:
             },
         }
     )
-    meta = b.build_phase_job(OWNER, s, "knowledge", SETTINGS)["spec"]["template"]["metadata"]
+    meta = b.build_phase_job(OWNER, s, "knowledge", SETTINGS, data=DATA)["spec"]["template"]["metadata"]
     assert meta["labels"]["team"] == "nlp" and meta["labels"]["labrador.dev/kind"] == "finetunejob"
     assert meta["annotations"]["sidecar.istio.io/inject"] == "false"
     assert meta["annotations"]["labrador.dev/owner-name"] == "granite"
 
 
+def test_each_job_carries_its_own_run_config_as_a_downward_api_file() -> None:
+    """No ConfigMap: the pod reads /etc/labrador/<file> from its own annotation, the same text config_files builds."""
+    s = spec(evaluation={"checkpointSelection": "best"})
+    files = b.config_files(OWNER, s, DATA)
+    jobs = {
+        "knowledge.json": b.build_phase_job(OWNER, s, "knowledge", SETTINGS, data=DATA),
+        "knowledge-select.json": b.build_select_job(OWNER, s, "knowledge", SETTINGS, data=DATA),
+        "evaluate.json": b.build_evaluate_job(OWNER, s, SETTINGS, data=DATA),
+    }
+    for name, job in jobs.items():
+        template = job["spec"]["template"]
+        own = {k: v for k, v in template["metadata"]["annotations"].items() if k.startswith("config.labrador.dev/")}
+        assert own == {f"config.labrador.dev/{name}": files[name]}  # only its own file
+        assert "config.labrador.dev/knowledge.json" not in job["metadata"].get("annotations", {})
+        pod = template["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "config")
+        assert volume == {
+            "name": "config",
+            "downwardAPI": {
+                "items": [
+                    {"path": name, "fieldRef": {"fieldPath": f"metadata.annotations['config.labrador.dev/{name}']"}}
+                ]
+            },
+        }
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "config")
+        assert mount == {"name": "config", "mountPath": "/etc/labrador", "readOnly": True}
+        assert f"/etc/labrador/{name}" in " ".join(pod["containers"][0]["command"])
+    # a user's podMetadata annotation cannot replace Labrador's config
+    forged = spec(resources={"podMetadata": {"annotations": {"config.labrador.dev/knowledge.json": "{}"}}})
+    meta = b.build_phase_job(OWNER, forged, "knowledge", SETTINGS, data=DATA)["spec"]["template"]["metadata"]
+    assert (
+        meta["annotations"]["config.labrador.dev/knowledge.json"]
+        == b.config_files(OWNER, forged, DATA)["knowledge.json"]
+    )
+
+
 def test_phases_chain_through_deterministic_checkpoints() -> None:
     data = b.Data(knowledge="data/k.jsonl", skills="data/s.jsonl")
-    cm = b.build_config_map(OWNER, spec(), data, SETTINGS)["data"]
+    cm = b.config_files(OWNER, spec(), data)
     k, s = json.loads(cm["knowledge.json"]), json.loads(cm["skills.json"])
     assert k["model"] == "/models/base-model/granite-8b"
     assert s["model"] == "/workspace/runs/team-a/granite/knowledge/phases/knowledge/final"
     assert k["data"] == "/workspace/data/k.jsonl" and s["data"] == "/workspace/data/s.jsonl"
     assert k["exportDir"] is None and s["exportDir"] == "/workspace/models/team-a/granite"
     assert "evaluate.json" in cm
-    best = b.build_config_map(OWNER, spec(evaluation={"checkpointSelection": "best"}), data, SETTINGS)["data"]
+    best = b.config_files(OWNER, spec(evaluation={"checkpointSelection": "best"}), data)
     assert json.loads(best["skills.json"])["model"] == "/workspace/runs/team-a/granite/knowledge/selected"
     assert json.loads(best["skills-select.json"])["exportDir"] == "/workspace/models/team-a/granite"
 
@@ -143,21 +180,21 @@ def test_phases_chain_through_deterministic_checkpoints() -> None:
 def test_evaluation_reads_the_sdg_outputs_and_a_judge_served_in_its_pod() -> None:
     data = b.Data("d/k.jsonl", "d/s.jsonl", multiple_choice="d/mcq.jsonl", held_out="d/heldout.jsonl", general=("r",))
     judge = {"judge": {"model": {"uri": "pvc://models/judge"}}, "checkpointSelection": "best"}
-    cm = b.build_config_map(OWNER, spec(evaluation=judge), data, SETTINGS)["data"]
+    cm = b.config_files(OWNER, spec(evaluation=judge), data)
     ev, sel = json.loads(cm["evaluate.json"]), json.loads(cm["knowledge-select.json"])
     for cfg in (ev, sel):
         assert cfg["multipleChoice"] == "/workspace/d/mcq.jsonl" and cfg["heldOut"] == "/workspace/d/heldout.jsonl"
         assert cfg["general"] == ["/workspace/r"]
         assert cfg["judge"] == {"kind": "vllm", "model": "/models/judge-model/judge", "vllm": {}, "style": "mt-bench"}
         assert "judge" not in cfg["evaluation"]
-    pod = b.build_evaluate_job(OWNER, spec(evaluation=judge), SETTINGS)["spec"]["template"]["spec"]
+    pod = b.build_evaluate_job(OWNER, spec(evaluation=judge), SETTINGS, data=DATA)["spec"]["template"]["spec"]
     # both models are on the claim "models": one volume, mounted at both paths
     volumes = {v["name"] for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
     assert "base-model" in volumes and "judge-model" not in volumes
     assert mounts["/models/base-model"] == mounts["/models/judge-model"] == "base-model"
     explicit = spec(evaluation={"general": ["general/a.jsonl"]})
-    ev = json.loads(b.build_config_map(OWNER, explicit, data, SETTINGS)["data"]["evaluate.json"])
+    ev = json.loads(b.config_files(OWNER, explicit, data)["evaluate.json"])
     assert ev["general"] == ["/workspace/general/a.jsonl"] and ev["judge"] is None
 
 
@@ -206,8 +243,8 @@ def test_an_oci_models_registry_config_is_a_file_for_its_fetch_step_only() -> No
         {"taxonomyRef": {"name": "t"}, "teacher": {"model": {"uri": "oci://r.io/t/m:1", "secretRef": {"name": "tp"}}}}
     )
     pods = {
-        "phase": b.build_phase_job(OWNER, ft, "knowledge", SETTINGS)["spec"]["template"]["spec"],
-        "evaluate": b.build_evaluate_job(OWNER, ft, SETTINGS)["spec"]["template"]["spec"],
+        "phase": b.build_phase_job(OWNER, ft, "knowledge", SETTINGS, data=DATA)["spec"]["template"]["spec"],
+        "evaluate": b.build_evaluate_job(OWNER, ft, SETTINGS, data=DATA)["spec"]["template"]["spec"],
         "generate": sb.build_generate_job(sb.Owner("ns", "d", "u"), sdg, SETTINGS)["spec"]["template"]["spec"],
     }
     expect = {
@@ -236,7 +273,9 @@ def test_an_oci_models_registry_config_is_a_file_for_its_fetch_step_only() -> No
 
     # hf:// and s3://: the Secret stays envFrom of the fetch step, no volume
     for uri in ("hf://ibm-granite/granite-3.1-8b-base@main", "s3://models/granite"):
-        pod = b.build_phase_job(OWNER, spec(model={"uri": uri, "secretRef": {"name": "creds"}}), "knowledge", SETTINGS)
+        pod = b.build_phase_job(
+            OWNER, spec(model={"uri": uri, "secretRef": {"name": "creds"}}), "knowledge", SETTINGS, data=DATA
+        )
         pod = pod["spec"]["template"]["spec"]
         (init,) = pod["initContainers"]
         assert init["envFrom"] == [{"secretRef": {"name": "creds"}}] and "--registry-config" not in init["command"]
@@ -255,7 +294,7 @@ def test_judge_api_key_comes_from_a_secret_reference() -> None:
             }
         }
     )
-    env = b.build_evaluate_job(OWNER, s, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = b.build_evaluate_job(OWNER, s, SETTINGS, data=DATA)["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "judge", "key": "token"}}} in env
 
 
@@ -263,7 +302,7 @@ def test_judge_style_reaches_the_evaluate_and_select_configs() -> None:
     data = b.Data("d/k.jsonl", "d/s.jsonl", held_out="d/heldout.jsonl")
     judge = {"endpoint": {"url": "http://judge/v1", "model": "m"}, "style": "dk-bench"}
     s = spec(evaluation={"judge": judge, "checkpointSelection": "best"})
-    cm = b.build_config_map(OWNER, s, data, SETTINGS)["data"]
+    cm = b.config_files(OWNER, s, data)
     for name in ("evaluate.json", "knowledge-select.json"):
         wire = {"kind": "endpoint", "url": "http://judge/v1", "model": "m", "maxConcurrency": 32, "style": "dk-bench"}
         assert json.loads(cm[name])["judge"] == wire
@@ -291,7 +330,7 @@ def test_user_strings_in_argv_are_escaped_for_the_kubelets_expansion() -> None:
     m = model_mount(ModelSource(uri="s3://bucket/$(AWS_SECRET_ACCESS_KEY)"), "base")
     assert m.fetch is not None and m.fetch[m.fetch.index("--uri") + 1] == "s3://bucket/$$(AWS_SECRET_ACCESS_KEY)"
     # our own references still expand
-    job = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)
+    job = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS, data=DATA)
     assert "--node-rank=$(JOB_COMPLETION_INDEX)" in job["spec"]["template"]["spec"]["containers"][0]["command"]
 
 
@@ -300,7 +339,10 @@ def test_workload_pods_get_no_service_account_token() -> None:
     from labrador_operator.api.sdg import SyntheticDataJobSpec
     from labrador_operator.builders import sdg as sb
 
-    pods = [b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS), b.build_evaluate_job(OWNER, spec(), SETTINGS)]
+    pods = [
+        b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS, data=DATA),
+        b.build_evaluate_job(OWNER, spec(), SETTINGS, data=DATA),
+    ]
     s = SyntheticDataJobSpec.model_validate({"taxonomyRef": {"name": "t"}, "teacher": {"model": {"uri": "pvc://m/t"}}})
     pods += [
         sb.build_generate_job(sb.Owner("ns", "d", "u"), s, SETTINGS),
@@ -340,8 +382,8 @@ def test_sync_job_keeps_the_snapshots_running_jobs_pinned() -> None:
 def test_workload_pods_run_read_only_as_the_images_user_with_writable_scratch() -> None:
     """The trainer image's uid (it has a passwd entry), a read-only root, and every path a workload writes as a
     volume: /tmp, the image's cache directory (HOME, HF_HOME, vLLM/Triton caches), /dev/shm in memory."""
-    gpu = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)["spec"]["template"]["spec"]
-    cpu = b.build_phase_job(OWNER, spec(resources={"nodes": 1, "gpusPerNode": 0}), "knowledge", SETTINGS)
+    gpu = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS, data=DATA)["spec"]["template"]["spec"]
+    cpu = b.build_phase_job(OWNER, spec(resources={"nodes": 1, "gpusPerNode": 0}), "knowledge", SETTINGS, data=DATA)
     cpu = cpu["spec"]["template"]["spec"]
     for pod in (gpu, cpu):
         sc = pod["securityContext"]
@@ -364,7 +406,7 @@ def test_a_model_on_the_workspace_claim_shares_its_volume() -> None:
     out): a model on the workspace claim is a second, read-only mount of the workspace volume."""
     s = spec(resources={"nodes": 1, "gpusPerNode": 0}, model={"uri": "pvc://labrador-workspace/models/m"},
              workspace={"claimName": "labrador-workspace"})  # fmt: skip
-    pod = b.build_phase_job(OWNER, s, "knowledge", SETTINGS)["spec"]["template"]["spec"]
+    pod = b.build_phase_job(OWNER, s, "knowledge", SETTINGS, data=DATA)["spec"]["template"]["spec"]
     claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
     assert claims == ["labrador-workspace"], pod["volumes"]
     mounts = pod["containers"][0]["volumeMounts"]
@@ -377,20 +419,24 @@ def test_a_model_on_the_workspace_claim_shares_its_volume() -> None:
 def test_cluster_wide_workload_env_comes_before_the_jobs_own() -> None:
     settings = Settings.from_env({"LABRADOR_WORKLOAD_ENV": json.dumps({"LABRADOR_CPU_BF16": "off", "A": "1"})})
     assert settings.workload_env == {"LABRADOR_CPU_BF16": "off", "A": "1"}
-    env = b.build_phase_job(OWNER, spec(), "knowledge", settings)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = b.build_phase_job(OWNER, spec(), "knowledge", settings, data=DATA)["spec"]["template"]["spec"]["containers"][
+        0
+    ]["env"]
     assert {"name": "LABRADOR_CPU_BF16", "value": "off"} in env
 
 
 def test_rdma_is_an_opt_in_for_multi_node_training_pods() -> None:
     """RDMA adds the device and IPC_LOCK (which Pod Security "restricted" forbids) only when asked for, and only
     to the pods NCCL connects across nodes; everything else stays restricted (drop ALL)."""
-    plain = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    plain = b.build_phase_job(OWNER, spec(), "knowledge", SETTINGS, data=DATA)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert "add" not in plain["securityContext"]["capabilities"]
     rdma = {"nodes": 2, "gpusPerNode": 8, "rdma": {"resourceName": "rdma/rdma_shared_device_a"}}
-    c = b.build_phase_job(OWNER, spec(resources=rdma), "knowledge", SETTINGS)["spec"]["template"]["spec"]
+    c = b.build_phase_job(OWNER, spec(resources=rdma), "knowledge", SETTINGS, data=DATA)["spec"]["template"]["spec"]
     c = c["containers"][0]
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["IPC_LOCK"]}
     assert c["resources"]["limits"]["rdma/rdma_shared_device_a"] == "1"
     one = {"nodes": 1, "gpusPerNode": 8, "rdma": {"resourceName": "rdma/rdma_shared_device_a"}}
-    c = b.build_phase_job(OWNER, spec(resources=one), "knowledge", SETTINGS)["spec"]["template"]["spec"]
+    c = b.build_phase_job(OWNER, spec(resources=one), "knowledge", SETTINGS, data=DATA)["spec"]["template"]["spec"]
     assert "add" not in c["containers"][0]["securityContext"]["capabilities"]

@@ -26,7 +26,7 @@ def test_phase_configs_load_in_the_trainer(tmp_path: Path) -> None:
         }
     )
     owner = b.Owner("ns", "ft", "uid")
-    cm = b.build_config_map(owner, spec, b.Data("data/k.jsonl", "data/s.jsonl"), Settings())["data"]
+    cm = b.config_files(owner, spec, b.Data("data/k.jsonl", "data/s.jsonl"))
     for i, phase in enumerate(spec.phases):
         path = tmp_path / f"{phase.name}.json"
         path.write_text(cm[f"{phase.name}.json"])
@@ -193,7 +193,7 @@ def test_evaluate_config_with_a_judge_style_loads_in_the_trainer(tmp_path: Path)
         }
     )
     data = b.Data("data/k.jsonl", None, held_out="data/held_out.jsonl")
-    cm = b.build_config_map(b.Owner("ns", "ft", "uid"), spec, data, Settings())["data"]
+    cm = b.config_files(b.Owner("ns", "ft", "uid"), spec, data)
     (tmp_path / "evaluate.json").write_text(cm["evaluate.json"])
     cfg = load(tmp_path / "evaluate.json", select=False)
     assert isinstance(cfg, EvaluateConfig) and cfg.judge is not None

@@ -76,7 +76,6 @@ def _evaluated(result: dict[str, Any], gate: dict[str, Any] | None, **spec_field
     kids = Children(
         jobs={"ft-knowledge": job("ft-knowledge", **DONE), "ft-skills": job("ft-skills", **DONE),
               "ft-evaluate": job("ft-evaluate", **{**DONE, "succeeded": 1, "completions": 1})},
-        config_maps={"ft-config"},
         services={"ft-knowledge", "ft-skills"},
     )  # fmt: skip
     kids.pods["e0"] = PodState(name="e0", job="ft-evaluate", index=0, phase="Succeeded", ip=None, exit_code=0,
@@ -111,7 +110,7 @@ def _exporting(gate: dict[str, Any], forgetting: float, export: JobState | None 
             "ft-evaluate": job("ft-evaluate", **{**DONE, "succeeded": 1, "completions": 1})}  # fmt: skip
     if export is not None:
         jobs["ft-export"] = export
-    kids = Children(jobs=jobs, config_maps={"ft-config"}, services={"ft-knowledge", "ft-skills"})
+    kids = Children(jobs=jobs, services={"ft-knowledge", "ft-skills"})
     kids.pods["e0"] = PodState(name="e0", job="ft-evaluate", index=0, phase="Succeeded", ip=None, exit_code=0,
                                result={**MEASURED, "forgetting_delta": forgetting})  # fmt: skip
     if result is not None:

@@ -57,10 +57,10 @@ def conds(p: Any) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in p.status["conditions"]}
 
 
-def test_fresh_job_creates_config_service_and_first_phase() -> None:
+def test_fresh_job_creates_the_service_and_the_first_phase_only() -> None:
     p = run(spec(), Children())
+    # no ConfigMap: the Job carries its run config (builders.common.attach_config)
     assert [(m["kind"], m["metadata"]["name"]) for m in p.create] == [
-        ("ConfigMap", "ft-config"),
         ("Service", "ft-knowledge"),
         ("Job", "ft-knowledge"),
     ]
@@ -68,10 +68,24 @@ def test_fresh_job_creates_config_service_and_first_phase() -> None:
     assert p.status["observedGeneration"] == 3
 
 
+def test_a_job_whose_pods_wait_writes_no_start_time_until_they_run() -> None:
+    """The Job controller sets startTime as it creates the pods: the status gains it with the Running transition,
+    one status write for both (docs/operator-scale.md: writes per job)."""
+    created = run(spec(), Children(services={"ft-knowledge"}))
+    waiting = Children(jobs={"ft-knowledge": job("ft-knowledge", active=2, start_time="t0")}, services={"ft-knowledge"})
+    pending = run(spec(), waiting)
+    assert pending.status == created.status  # nothing to write
+    assert pending.status["phase"] == "Pending" and "startTime" not in pending.status
+    assert "startTime" not in pending.status["phases"][0]
+    waiting.jobs["ft-knowledge"] = job("ft-knowledge", active=2, ready=2, start_time="t0")
+    running = run(spec(), waiting)
+    assert running.status["phase"] == "Running" and running.status["startTime"] == "t0"
+    assert running.status["phases"][0]["startTime"] == "t0"
+
+
 def test_next_phase_only_after_the_previous_completes() -> None:
     kids = Children(
         jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2, start_time="t")},
-        config_maps={"ft-config"},
         services={"ft-knowledge"},
     )
     p = run(spec(), kids)
@@ -97,7 +111,6 @@ def test_next_phase_only_after_the_previous_completes() -> None:
 def test_all_phases_done_succeeds_with_outputs_and_usage() -> None:
     kids = Children(
         jobs={"ft-knowledge": job("ft-knowledge", **DONE), "ft-skills": job("ft-skills", **DONE)},
-        config_maps={"ft-config"},
         services={"ft-knowledge", "ft-skills"},
     )
     p = run(spec(), kids)
@@ -118,7 +131,6 @@ def test_failure_reasons_are_actionable() -> None:
     ):
         kids = Children(
             jobs={"ft-knowledge": job("ft-knowledge", failed_terminal=True, failed=1, failure_reason=job_reason)},
-            config_maps={"ft-config"},
             services={"ft-knowledge"},
         )
         p = run(one, kids)
@@ -146,7 +158,6 @@ def test_waiting_and_failed_data() -> None:
 def test_suspend_patches_running_jobs_and_creates_nothing() -> None:
     kids = Children(
         jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2)},
-        config_maps={"ft-config"},
         services={"ft-knowledge"},
     )
     p = run(spec(runPolicy={"suspend": True}), kids)
@@ -162,7 +173,6 @@ def test_suspend_patches_running_jobs_and_creates_nothing() -> None:
 def test_condition_transition_time_moves_only_on_flips() -> None:
     kids = Children(
         jobs={"ft-knowledge": job("ft-knowledge", active=2, ready=2)},
-        config_maps={"ft-config"},
         services={"ft-knowledge"},
     )
     first = run(spec(), kids)
@@ -298,7 +308,7 @@ def test_a_multi_node_phase_restarts_as_a_group() -> None:
 
     crash = failed("ft-knowledge", "BackoffLimitExceeded")
     plan = run(spec(), Children(jobs={"ft-knowledge": crash}))
-    made = [(m["kind"], m["metadata"]["name"]) for m in plan.create if m["kind"] != "ConfigMap"]
+    made = [(m["kind"], m["metadata"]["name"]) for m in plan.create]
     assert made == [("Service", "ft-knowledge-r1"), ("Job", "ft-knowledge-r1")]  # the Service names the pods
     js = next(m["spec"] for m in plan.create if m["kind"] == "Job")
     assert js["backoffLimit"] == 0 and js["template"]["spec"]["subdomain"] == "ft-knowledge-r1"
@@ -311,15 +321,15 @@ def test_a_multi_node_phase_restarts_as_a_group() -> None:
     s = spec(runPolicy={"backoffLimit": 1})
     kids = Children(jobs={"ft-knowledge": crash, "ft-knowledge-r1": preempted})
     again = run(s, kids).create
-    assert [m["metadata"]["name"] for m in again if m["kind"] != "ConfigMap"] == ["ft-knowledge-r2", "ft-knowledge-r2"]
+    assert [m["metadata"]["name"] for m in again] == ["ft-knowledge-r2", "ft-knowledge-r2"]
     # a second crash with backoffLimit 1: spent
     kids.jobs["ft-knowledge-r2"] = failed("ft-knowledge-r2", "BackoffLimitExceeded")
     spent = run(s, kids)
-    assert [m for m in spent.create if m["kind"] != "ConfigMap"] == [] and spent.status["phase"] == "Failed"
+    assert [m for m in spent.create] == [] and spent.status["phase"] == "Failed"
     assert conds(spent)["Failed"] == ("True", "BackoffLimitExceeded")
     user = failed("ft-knowledge", "PodFailurePolicy", rule.format("ft-knowledge-0-x", 2, 0))
     final = run(spec(), Children(jobs={"ft-knowledge": user}))
-    assert [m for m in final.create if m["kind"] != "ConfigMap"] == [] and conds(final)["Failed"] == (
+    assert [m for m in final.create] == [] and conds(final)["Failed"] == (
         "True",
         "UserError",
     )

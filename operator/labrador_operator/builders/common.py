@@ -187,6 +187,31 @@ def config_volume(config_map: str) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
+#: a Job's own run config files ride on its pod template as annotations ``config.labrador.dev/<file>``, mounted at
+#: CONFIG_MOUNT by a downward-API volume: no ConfigMap to create, watch or clean up, and `kubectl get job -o yaml`
+#: shows what the pods run with (a pod's annotations may hold 256 KiB; a run config is ~1-2 KiB)
+CONFIG_ANNOTATION_PREFIX = "config.labrador.dev/"
+
+
+def attach_config(job: Manifest, files: Mapping[str, str]) -> Manifest:
+    """``job`` with ``files`` (name -> content) readable by its main container under CONFIG_MOUNT."""
+    template = job["spec"]["template"]
+    template["metadata"]["annotations"] |= {CONFIG_ANNOTATION_PREFIX + name: text for name, text in files.items()}
+    items = [
+        {"path": name, "fieldRef": {"fieldPath": f"metadata.annotations['{CONFIG_ANNOTATION_PREFIX}{name}']"}}
+        for name in sorted(files)
+    ]
+    pod = template["spec"]
+    pod["volumes"] = merge_by_name(pod["volumes"], [{"name": "config", "downwardAPI": {"items": items}}])
+    main = pod["containers"][0]
+    # mounts are not merged by name: one volume (a shared claim) may be mounted at several paths
+    main["volumeMounts"] = [
+        *(m for m in main["volumeMounts"] if m["name"] != "config"),
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+    ]
+    return job
+
+
 def share_claims(
     volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -1,5 +1,6 @@
-"""FineTuneJob children: one ConfigMap of run configs, then per phase an Indexed Job (+ headless Service when it spans
-nodes), a checkpoint-selection Job when ``checkpointSelection: best``, and a final evaluation Job.
+"""FineTuneJob children: per phase an Indexed Job (+ headless Service when it spans nodes), a checkpoint-selection
+Job when ``checkpointSelection: best``, and a final evaluation Job; each Job carries its own run config
+(``common.attach_config``).
 
 Every path is deterministic, so every config is known when the data is: phase N+1 starts from
 ``<run>/<phase N>/final`` (or ``/selected`` when the best checkpoint is selected), and the last phase exports the
@@ -40,10 +41,6 @@ class Data:
 
     def path(self, dataset: str) -> str | None:
         return self.knowledge if dataset == "knowledge" else self.skills
-
-
-def config_map_name(owner: Owner) -> str:
-    return common.child_name(owner.name, "config")
 
 
 def phase_job_name(owner: Owner, phase: str, attempt: int = 0) -> str:
@@ -183,7 +180,9 @@ def select_config(owner: Owner, spec: FineTuneJobSpec, data: Data, index: int) -
     }
 
 
-def build_config_map(owner: Owner, spec: FineTuneJobSpec, data: Data, settings: Settings) -> common.Manifest:
+def config_files(owner: Owner, spec: FineTuneJobSpec, data: Data) -> dict[str, str]:
+    """Every run config of the job by file name (``<phase>.json``, ``<phase>-select.json``, ``evaluate.json``);
+    each Job mounts its own."""
     base = model_mount(spec.model, "base-model").path
     files: dict[str, str] = {}
     for i, phase in enumerate(spec.phases):
@@ -194,8 +193,11 @@ def build_config_map(owner: Owner, spec: FineTuneJobSpec, data: Data, settings: 
             )
     if spec.evaluation.enabled:
         files["evaluate.json"] = json.dumps(evaluate_config(owner, spec, data, base), indent=1, sort_keys=True)
-    meta = common.metadata(config_map_name(owner), owner.namespace, owner.ref(), "config")
-    return common.config_map(meta, files)
+    return files
+
+
+def _config_file(owner: Owner, spec: FineTuneJobSpec, data: Data, name: str) -> dict[str, str]:
+    return {name: config_files(owner, spec, data)[name]}
 
 
 def train_argv(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0) -> list[str]:
@@ -241,7 +243,6 @@ def _pod(
         resources=spec.resources,
         gpus=gpus,
         workspace=spec.workspace,
-        config_map=config_map_name(owner),
         ports=ports,
         subdomain=subdomain,
         models=[model_mount(spec.model, "base-model"), *_judge_mounts(spec, judge)],
@@ -272,7 +273,7 @@ def build_phase_service(
 
 
 def build_phase_job(
-    owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0
+    owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, attempt: int = 0, *, data: Data
 ) -> common.Manifest:
     """One Indexed Job per phase (per attempt when multi-node). A multi-node phase runs as a gang: torchrun's
     static rendezvous cannot take a replacement rank, so the Job fails as a whole on the first pod failure
@@ -310,10 +311,12 @@ def build_phase_job(
                 {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]
         }
-    return job
+    return common.attach_config(job, _config_file(owner, spec, data, f"{phase}.json"))
 
 
-def build_select_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings) -> common.Manifest:
+def build_select_job(
+    owner: Owner, spec: FineTuneJobSpec, phase: str, settings: Settings, *, data: Data
+) -> common.Manifest:
     name = select_job_name(owner, phase)
     argv = [
         "labrador-trainer",
@@ -325,9 +328,10 @@ def build_select_job(owner: Owner, spec: FineTuneJobSpec, phase: str, settings: 
     ]
     pod = _pod(owner, spec, settings, argv, min(spec.resources.gpus_per_node, 1), judge=True)
     meta = common.metadata(name, owner.namespace, owner.ref(), f"{phase}-select")
-    return common.job(
+    job = common.job(
         meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, pod_metadata=spec.resources.pod_metadata
     )
+    return common.attach_config(job, _config_file(owner, spec, data, f"{phase}-select.json"))
 
 
 def export_job_name(owner: Owner) -> str:
@@ -372,7 +376,7 @@ def build_export_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) ->
     )
 
 
-def build_evaluate_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) -> common.Manifest:
+def build_evaluate_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings, *, data: Data) -> common.Manifest:
     name = evaluate_job_name(owner)
     argv = [
         "labrador-trainer",
@@ -388,6 +392,7 @@ def build_evaluate_job(owner: Owner, spec: FineTuneJobSpec, settings: Settings) 
         main = pod["containers"][0]
         main["env"] = common.merge_by_name(main["env"], [common.env_secret("OPENAI_API_KEY", ref.name, ref.key)])
     meta = common.metadata(name, owner.namespace, owner.ref(), "evaluate")
-    return common.job(
+    job = common.job(
         meta=meta, pod=pod, settings=settings, run_policy=spec.run_policy, pod_metadata=spec.resources.pod_metadata
     )
+    return common.attach_config(job, _config_file(owner, spec, data, "evaluate.json"))

@@ -90,8 +90,8 @@ def plan(
     if blocked is not None:
         return Plan(status=blocked.status(generation))
     assert dep.data is not None
-    walk = finetune_phase_walk(owner, spec, children, settings)
-    evaluation = finetune_evaluation(owner, spec, children, settings) if walk.step is None else None
+    walk = finetune_phase_walk(owner, spec, dep.data, children, settings)
+    evaluation = finetune_evaluation(owner, spec, dep.data, children, settings) if walk.step is None else None
     outcome = finetune_status(
         owner=owner,
         spec=spec,
@@ -102,9 +102,8 @@ def plan(
         cond=cond,
         settings=settings,
     )
-    wanted = [*finetune_config_map(owner, spec, dep.data, children, settings), *outcome.wanted]
     return Plan(
-        create=[] if spec.run_policy.suspend else wanted,  # a suspended job creates nothing
+        create=[] if spec.run_policy.suspend else outcome.wanted,  # a suspended job creates nothing
         patch=common.suspension_patches(children.jobs.values(), spec.run_policy),
         status=outcome.status(generation),
     )
@@ -136,15 +135,6 @@ def finetune_data_gate(dep: DataDependency, cond: Conditions) -> Outcome | None:
     return None
 
 
-def finetune_config_map(
-    owner: b.Owner, spec: FineTuneJobSpec, data: b.Data, children: Children, settings: Settings
-) -> list[Manifest]:
-    """The ConfigMap of every phase's run config, built only when it is missing."""
-    if b.config_map_name(owner) in children.config_maps:
-        return []
-    return [b.build_config_map(owner, spec, data, settings)]
-
-
 # --- 2. the phases in order -------------------------------------------------------------------------------------
 
 
@@ -174,7 +164,7 @@ class FineTunePhaseWalk:
 
 
 def finetune_phase_walk(
-    owner: b.Owner, spec: FineTuneJobSpec, children: Children, settings: Settings
+    owner: b.Owner, spec: FineTuneJobSpec, data: b.Data, children: Children, settings: Settings
 ) -> FineTunePhaseWalk:
     """Every phase's status entry, and the first phase not done: the phases run one after the other."""
     gpus = spec.resources.nodes * max(spec.resources.gpus_per_node, 0)
@@ -188,7 +178,7 @@ def finetune_phase_walk(
         tokens += int(entry.get("tokens", 0))
         gpu_seconds += float(entry.get("gpuSeconds", 0.0))
         if step is None:
-            step = finetune_phase_step(owner, spec, phase.name, attempts, children, settings)
+            step = finetune_phase_step(owner, spec, data, phase.name, attempts, children, settings)
             if step is not None and step.restarted:  # the next attempt runs; the failed one's results are history
                 entry = {k: v for k, v in entry.items() if k in ("name", "startTime", "gpuSeconds")} | {
                     "state": "Running"
@@ -208,9 +198,9 @@ def finetune_phase_entry(
         return entry
     select_name = b.select_job_name(owner, phase)
     select = children.jobs.get(select_name)
-    if job.start_time:
-        entry["startTime"] = job.start_time
     entry["state"] = finetune_phase_state(job, select)
+    if job.start_time and finetune_job_started(job):
+        entry["startTime"] = job.start_time
     last = select or job
     if last.finished and last.completion_time:
         entry["completionTime"] = last.completion_time
@@ -218,6 +208,13 @@ def finetune_phase_entry(
         entry["gpuSeconds"] = round(seconds_between(job.start_time, job.completion_time) * gpus, 1)
     result = {**(children.result(job_name) or {}), **((children.result(select_name) if select else None) or {})}
     return entry | finetune_train_result(result)
+
+
+def finetune_job_started(job: JobState) -> bool:
+    """A Job's startTime is reported once its pods ran (ready, done or failed): the Job controller sets it when it
+    creates the pods, and a status patch for it while they wait to be scheduled would be one write more per job
+    (docs/operator-scale.md) for a time the Running transition reports anyway."""
+    return bool(job.ready or job.succeeded or job.failed or job.finished)
 
 
 def finetune_phase_state(job: JobState, select: JobState | None) -> str:
@@ -245,7 +242,13 @@ def finetune_train_result(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def finetune_phase_step(
-    owner: b.Owner, spec: FineTuneJobSpec, phase: str, attempts: list[str], children: Children, settings: Settings
+    owner: b.Owner,
+    spec: FineTuneJobSpec,
+    data: b.Data,
+    phase: str,
+    attempts: list[str],
+    children: Children,
+    settings: Settings,
 ) -> FineTuneStep | None:
     """What a phase waits for, from its latest attempt: to be created, to finish, a restart, its checkpoint
     selection; or how it failed. None when it is done."""
@@ -253,29 +256,41 @@ def finetune_phase_step(
     job = children.jobs.get(job_name)
     if job is None:
         return FineTuneStep(
-            phase, job_name, wanted=finetune_attempt_children(owner, spec, phase, 0, children, settings)
+            phase, job_name, wanted=finetune_attempt_children(owner, spec, data, phase, 0, children, settings)
         )
     if job.failed_terminal:
-        return finetune_failed_phase(owner, spec, phase, attempts, children, settings)
+        return finetune_failed_phase(owner, spec, data, phase, attempts, children, settings)
     if not job.complete:
         return FineTuneStep(phase, job_name)
     if spec.evaluation.checkpoint_selection == "best":
-        return finetune_selection_step(owner, spec, phase, children, settings)
+        return finetune_selection_step(owner, spec, data, phase, children, settings)
     return None
 
 
 def finetune_attempt_children(
-    owner: b.Owner, spec: FineTuneJobSpec, phase: str, attempt: int, children: Children, settings: Settings
+    owner: b.Owner,
+    spec: FineTuneJobSpec,
+    data: b.Data,
+    phase: str,
+    attempt: int,
+    children: Children,
+    settings: Settings,
 ) -> list[Manifest]:
     """An attempt's Service (multi-node: it names the pods) and Job, those that do not exist."""
     return [
         *common.missing(b.build_phase_service(owner, spec, phase, settings, attempt), children.services),
-        *common.missing(b.build_phase_job(owner, spec, phase, settings, attempt), children.jobs),
+        *common.missing(b.build_phase_job(owner, spec, phase, settings, attempt, data=data), children.jobs),
     ]
 
 
 def finetune_failed_phase(
-    owner: b.Owner, spec: FineTuneJobSpec, phase: str, attempts: list[str], children: Children, settings: Settings
+    owner: b.Owner,
+    spec: FineTuneJobSpec,
+    data: b.Data,
+    phase: str,
+    attempts: list[str],
+    children: Children,
+    settings: Settings,
 ) -> FineTuneStep:
     """A phase whose latest attempt failed: the next attempt as a whole group (multi-node, when a restart can mend
     it; it resumes from the phase's last saved state), else the failure."""
@@ -287,19 +302,19 @@ def finetune_failed_phase(
     return FineTuneStep(
         phase,
         b.phase_job_name(owner, phase, n),
-        wanted=finetune_attempt_children(owner, spec, phase, n, children, settings),
+        wanted=finetune_attempt_children(owner, spec, data, phase, n, children, settings),
         restarted=True,
     )
 
 
 def finetune_selection_step(
-    owner: b.Owner, spec: FineTuneJobSpec, phase: str, children: Children, settings: Settings
+    owner: b.Owner, spec: FineTuneJobSpec, data: b.Data, phase: str, children: Children, settings: Settings
 ) -> FineTuneStep | None:
     """checkpointSelection best: the phase is done once its select Job has picked the best checkpoint."""
     select = children.jobs.get(b.select_job_name(owner, phase))
     if select is None:
         return FineTuneStep(
-            phase, wanted=common.missing(b.build_select_job(owner, spec, phase, settings), children.jobs)
+            phase, wanted=common.missing(b.build_select_job(owner, spec, phase, settings, data=data), children.jobs)
         )
     if select.failed_terminal:
         return FineTuneStep(phase, failure=common.job_failure(select))
@@ -354,12 +369,12 @@ class FineTuneEvaluation:
 
 
 def finetune_evaluation(
-    owner: b.Owner, spec: FineTuneJobSpec, children: Children, settings: Settings
+    owner: b.Owner, spec: FineTuneJobSpec, data: b.Data, children: Children, settings: Settings
 ) -> FineTuneEvaluation:
     if not spec.evaluation.enabled:
         return FineTuneEvaluation("off")
     name = b.evaluate_job_name(owner)
-    step = common.one_job(children.jobs, name, lambda: b.build_evaluate_job(owner, spec, settings))
+    step = common.one_job(children.jobs, name, lambda: b.build_evaluate_job(owner, spec, settings, data=data))
     if step.state != "done":
         return FineTuneEvaluation(step.state, step.job, step.wanted)
     result = lenient(EvaluateResult, children.result(name))
@@ -490,7 +505,7 @@ def finetune_status(
 
 def finetune_walk_fields(children: Children, walk: FineTunePhaseWalk) -> dict[str, Any]:
     fields: dict[str, Any] = {"phases": walk.phases, "restarts": walk.restarts}
-    starts = [j.start_time for j in children.jobs.values() if j.start_time]
+    starts = [j.start_time for j in children.jobs.values() if j.start_time and finetune_job_started(j)]
     if starts:
         fields["startTime"] = min(starts)
     if walk.step is not None:
